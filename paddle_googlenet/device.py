@@ -1,0 +1,70 @@
+"""Device choice and mixed precision (float16 on GPU, bfloat16 where Paddle can use it on CPU)."""
+
+import contextlib
+import sys
+
+from . import distributed, import_paddle
+
+paddle = import_paddle()
+
+
+class DeviceError(Exception):
+    """The requested device is not available."""
+
+
+def gpu_available():
+    return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+
+
+def select_device(choice="auto"):
+    """Set and return Paddle's device: ``gpu:<local rank>`` when asked or available, else ``cpu``."""
+    if choice not in ("auto", "cpu", "gpu"):
+        raise DeviceError(f"--device must be auto, cpu or gpu, got {choice!r}")
+    if choice == "gpu" and not gpu_available():
+        built = "with" if paddle.device.is_compiled_with_cuda() else "without"
+        raise DeviceError(
+            f"--device gpu: no GPU is usable (this Paddle was built {built} CUDA"
+            f"{', but no device is visible' if built == 'with' else '; install paddlepaddle-gpu'}). Use --device cpu."
+        )
+    if choice != "cpu" and gpu_available():
+        device = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
+    else:
+        device = "cpu"
+        if choice == "auto" and distributed.is_main_process():
+            print("notice: no GPU found, training on the CPU", file=sys.stderr)
+    paddle.set_device(device)
+    return device
+
+
+class Precision:
+    """Float32, or automatic mixed precision: float16 (O1, loss scaling) on GPU, bfloat16 on CPU.
+
+    Paddle's dygraph has no bfloat16 convolution kernels on CPU, so ``--amp`` on a CPU keeps float32
+    and says so once, rather than pretending.
+    """
+
+    def __init__(self, device, amp=False):
+        self.dtype = None
+        self.scaler = None
+        if amp and device.startswith("gpu"):
+            self.dtype = "float16"
+            self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**15)
+        elif amp and distributed.is_main_process():
+            print(
+                "notice: --amp on CPU: Paddle's dygraph has no bfloat16 convolution kernels, so training stays "
+                "float32 (see docs/performance.md for the fast CPU paths)",
+                file=sys.stderr,
+            )
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(level="O1", dtype=self.dtype)
+
+    def backward_and_step(self, loss, optimizer):
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.minimize(optimizer, self.scaler.scale(loss))
+        optimizer.clear_grad()

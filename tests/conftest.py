@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny image-list dataset that trains in seconds."""
+
+import numpy as np
+import pytest
+
+
+def write_tiny_list_dataset(root, classes=3, per_class=8, size=72, seed=0):
+    """PNG images of coloured squares, one colour per class, and train/val list files; returns the lists."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = {"train": [], "val": []}
+    for label in range(classes):
+        colour = np.zeros(3)
+        colour[label % 3] = 200
+        for i in range(per_class):
+            image = rng.integers(0, 60, (size, size, 3)).astype(np.float64)
+            image[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] += colour
+            name = f"c{label}_{i}.png"
+            cv2.imwrite(str(root / name), np.clip(image, 0, 255).astype(np.uint8))
+            lines["val" if i % 4 == 0 else "train"].append(f"{name}\t{label}")
+    for split, split_lines in lines.items():
+        (root / f"{split}.txt").write_text("\n".join(split_lines) + "\n")
+    return root / "train.txt", root / "val.txt"
+
+
+@pytest.fixture(scope="session")
+def tiny_lists(tmp_path_factory):
+    """(train list, val list) of 18 + 6 images in 3 classes."""
+    return write_tiny_list_dataset(tmp_path_factory.mktemp("tiny"))

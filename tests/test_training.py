@@ -1,0 +1,166 @@
+"""train.py: the legacy schedule and loss, checkpoints, resume, interruption, divergence, data parallelism."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_googlenet.checkpoint import load_checkpoint
+from paddle_googlenet.engine import classification_loss
+from paddle_googlenet.models import GoogLeNetOutputs
+from paddle_googlenet.schedule import DiscreteExpDecay
+from paddle_googlenet.training import get_args_parser, main, resolve_defaults
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_args(tiny_lists, output, *extra):
+    train_list, val_list = tiny_lists
+    return [
+        "googlenet", "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
+        "--image-size", "64", "--batch-size", "6", "--epochs", "2", "--workers", "0", "--log-interval", "1",
+        "--output", str(output), *extra,
+    ]
+
+
+def read_metrics(output):
+    return [json.loads(line) for line in (Path(output) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_defaults_follow_the_legacy_recipe():
+    args = resolve_defaults(get_args_parser().parse_args(["googlenet"]))
+    assert (args.epochs, args.batch_size, args.lr, args.momentum, args.weight_decay) == (200, 128, 0.01, 0.9, 5e-4)
+    assert (args.lr_decay_rate, args.lr_decay_samples, args.aux_weight, args.image_size) == (0.1, 4_480_000, 0.3, 224)
+    assert args.output == os.path.join("output", "googlenet") and args.logdir == os.path.join("output", "googlenet", "vdl")
+    assert resolve_defaults(get_args_parser().parse_args(["resnet"])).lr == 0.1
+
+
+@pytest.mark.parametrize("batch", [128, 5])
+def test_discexp_schedule_matches_the_legacy_formula_at_its_boundaries(batch):
+    lr0, rate, decay_samples = 0.01, 0.1, 640
+    scheduler = DiscreteExpDecay(lr0, rate, decay_samples)
+    seen = 0
+    for _ in range(3 * decay_samples // batch + 2):
+        scheduler.start_batch(batch)
+        seen += batch  # the legacy counts the current batch before computing the rate
+        assert scheduler.last_lr == pytest.approx(lr0 * rate ** (seen // decay_samples))
+    assert scheduler.last_lr < lr0 * rate**2  # it went past two boundaries
+
+
+def test_discexp_first_decay_comes_after_729_flowers_epochs():
+    scheduler = DiscreteExpDecay(0.01, 0.1, 4_480_000)
+    epochs = 0
+    while scheduler.last_lr == 0.01:
+        for _ in range(6149 // 128):
+            scheduler.start_batch(128)
+        scheduler.start_batch(6149 % 128)
+        epochs += 1
+    assert epochs == 729  # decays inside epoch 729, so 200 legacy epochs never decay
+
+
+def test_schedule_state_round_trip():
+    scheduler = DiscreteExpDecay(0.1, 0.5, 10)
+    for _ in range(7):
+        scheduler.start_batch(3)
+    restored = DiscreteExpDecay(0.1, 0.5, 10)
+    restored.set_state_dict(scheduler.state_dict())
+    restored.start_batch(3)
+    scheduler.start_batch(3)
+    assert restored.samples_seen == scheduler.samples_seen == 24 and restored.last_lr == scheduler.last_lr == 0.025
+
+
+def test_aux_losses_are_weighted_and_reported_per_head():
+    paddle.seed(0)
+    labels = paddle.to_tensor([0, 2, 1])
+    outputs = GoogLeNetOutputs(*(paddle.randn([3, 4]) for _ in range(3)))
+    total, heads, losses = classification_loss(outputs, labels, aux_weight=0.3)
+    ce = [float(paddle.nn.functional.cross_entropy(o, labels)) for o in outputs]
+    assert float(total) == pytest.approx(ce[0] + 0.3 * (ce[1] + ce[2]), rel=1e-6)
+    assert [float(losses[k]) for k in ("", "_aux1", "_aux2")] == pytest.approx(ce, rel=1e-6)
+    single_total, single_heads, _ = classification_loss(outputs.logits, labels, aux_weight=0.3)
+    assert float(single_total) == pytest.approx(ce[0], rel=1e-6) and list(single_heads) == [""]
+
+
+def test_a_run_writes_metrics_and_self_describing_checkpoints(tiny_lists, tmp_path):
+    assert main(tiny_args(tiny_lists, tmp_path, "--keep-checkpoints", "1")) == 0
+    metrics = read_metrics(tmp_path)
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert [m["global_step"] for m in metrics] == [3, 6]  # 18 train images, batch 6
+    required = {"epoch", "global_step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "seconds", "img_per_s"}
+    assert required <= set(metrics[0]) and {"train_loss_aux1", "train_top1_aux2", "val_error"} <= set(metrics[0])
+    names = sorted(p.name for p in tmp_path.glob("*.pdckpt"))
+    assert names == ["best.pdckpt", "epoch_2.pdckpt", "latest.pdckpt"]
+    ckpt = load_checkpoint(tmp_path / "latest.pdckpt")
+    assert ckpt["model_name"] == "googlenet" and ckpt["model_kwargs"] == {"num_classes": 3}
+    assert ckpt["class_names"] == ["0", "1", "2"] and ckpt["preprocess"]["image_size"] == 64
+    assert ckpt["train_state"]["epoch"] == 2 and ckpt["train_state"]["global_step"] == 6
+    assert ckpt["lr_scheduler"]["samples_seen"] == 36
+    best_epoch = max(metrics, key=lambda m: m["val_top1"])["epoch"]  # ties keep the first
+    assert load_checkpoint(tmp_path / "best.pdckpt")["train_state"]["epoch"] == best_epoch
+
+
+def final_weights(output):
+    return {k: v.numpy() for k, v in load_checkpoint(Path(output) / "latest.pdckpt")["model"].items()}
+
+
+def test_resume_after_an_epoch_ends_with_the_same_weights(tiny_lists, tmp_path):
+    assert main(tiny_args(tiny_lists, tmp_path / "straight")) == 0
+    assert main(tiny_args(tiny_lists, tmp_path / "resumed", "--epochs", "1")) == 0
+    assert main(tiny_args(tiny_lists, tmp_path / "resumed", "--resume", "auto")) == 0
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+    assert [m["global_step"] for m in read_metrics(tmp_path / "resumed")] == [3, 6]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_lists, tmp_path, capsys):
+    assert main(tiny_args(tiny_lists, tmp_path, "--epochs", "1")) == 0
+    latest = tmp_path / "latest.pdckpt"
+    before = latest.read_bytes()
+    code = main(tiny_args(tiny_lists, tmp_path, "--epochs", "3", "--resume", "auto", "--lr", "1e12"))
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "training loss became" in err and "epoch 2, step" in err and "lower --lr" in err
+    assert latest.read_bytes() == before
+
+
+def test_unwritable_output_fails_before_training(tiny_lists, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(tiny_args(tiny_lists, blocker / "out")) == 2
+    assert "cannot write to the output folder" in capsys.readouterr().err
+
+
+def test_resume_of_a_missing_checkpoint_is_a_clear_error(tiny_lists, tmp_path, capsys):
+    assert main(tiny_args(tiny_lists, tmp_path, "--resume", str(tmp_path / "nope.pdckpt"))) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+def run_train(args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_saves_latest_and_resume_finishes_the_run(tiny_lists, tmp_path):
+    proc = run_train(tiny_args(tiny_lists, tmp_path, "--epochs", "50"))
+    for line in proc.stdout:
+        if line.startswith("epoch 1/50 step 2/3"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert out.strip().splitlines()[-1].startswith("stopped by SIGTERM: saved")
+    assert "Traceback" not in err
+    state = load_checkpoint(tmp_path / "latest.pdckpt")["train_state"]
+    assert state["epoch"] == 0 and state["step_in_epoch"] >= 2
+    assert main(tiny_args(tiny_lists, tmp_path, "--epochs", "1", "--resume", "auto")) == 0
+    assert [m["global_step"] for m in read_metrics(tmp_path)] == [3]
