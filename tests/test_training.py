@@ -164,3 +164,29 @@ def test_sigterm_saves_latest_and_resume_finishes_the_run(tiny_lists, tmp_path):
     assert state["epoch"] == 0 and state["step_in_epoch"] >= 2
     assert main(tiny_args(tiny_lists, tmp_path, "--epochs", "1", "--resume", "auto")) == 0
     assert [m["global_step"] for m in read_metrics(tmp_path)] == [3]
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_matches_one_process(tiny_lists, tmp_path):
+    """gloo on CPU: both ranks end identical, and equal to one process on the same global batch."""
+    no_dropout = ["--dropout", "0", "--aux-dropout", "0", "--epochs", "1"]
+    assert main(tiny_args(tiny_lists, tmp_path / "single", *no_dropout)) == 0
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "OMP_", "MKL_"))}
+    command = [
+        sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "launch_logs"),
+        str(REPO / "tests" / "dist_worker.py"), str(weights), *tiny_args(tiny_lists, tmp_path / "multi", *no_dropout),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    logs = "\n".join(p.read_text() for p in sorted((tmp_path / "launch_logs").glob("*")) if p.is_file())
+    assert result.returncode == 0, logs[-3000:]
+    rank0, rank1 = np.load(weights / "rank0.npz"), np.load(weights / "rank1.npz")
+    single = final_weights(tmp_path / "single")
+    for name in single:
+        np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
+        np.testing.assert_allclose(rank0[name], single[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    multi = read_metrics(tmp_path / "multi")
+    assert len(multi) == 1 and multi[0]["global_step"] == 3  # only rank 0 writes; global batch 6 = 2 ranks x 3
+    assert multi[0]["val_top1"] == pytest.approx(read_metrics(tmp_path / "single")[0]["val_top1"])
+    assert multi[0]["train_loss"] == pytest.approx(read_metrics(tmp_path / "single")[0]["train_loss"], rel=1e-4)
