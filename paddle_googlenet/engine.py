@@ -92,11 +92,11 @@ class EpochContext:
     log_interval: int
     world_size: int
     logger: object  # vdl.TrainingLogger
-    stop_requested: object  # callable returning True after SIGINT/SIGTERM
+    stop_requested: object  # callable returning True after SIGINT/SIGTERM (on this rank)
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
-    """Train until the loader is exhausted or a stop is requested; return the epoch's averages.
+    """Train until the loader is exhausted or a stop is requested; return (the epoch's averages, stopped).
 
     Updates ``state`` (steps, running sums) in place, so that a checkpoint written after an
     interruption resumes exactly here.
@@ -105,7 +105,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
     sums = MetricSums(state.epoch_sums)
     interval = MetricSums()
     batches = len(loader)
-    skipped, images_seen = 0, 0
+    skipped, images_seen, stop = 0, 0, False
     start = tick = time.time()
     for images, labels, dropped in loader:
         skipped += int(dropped.sum())
@@ -113,17 +113,21 @@ def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
         if batch == 0:
             continue
         labels = labels.reshape([-1]).astype("int64")
-        scheduler.start_batch(batch * ctx.world_size)
         with precision.autocast():
             outputs = model(images)
             total, heads, losses = classification_loss(outputs, labels, ctx.aux_weight)
         loss_value = float(losses[""])
-        if not (math.isfinite(loss_value) and math.isfinite(float(total))):
+        # One reduction for both checks keeps every rank on the same step (or they would wait forever).
+        diverged, stop = distributed.all_reduce_sum([not math.isfinite(float(total)), ctx.stop_requested()])
+        if diverged:
             raise NonFiniteLoss(
-                f"the training loss became {loss_value} at epoch {state.epoch + 1}, step {state.step_in_epoch + 1} "
-                f"(global step {state.global_step + 1}) with learning rate {scheduler.last_lr:g}. "
-                "Try a lower --lr (for example half of it); the last checkpoint was left untouched."
+                f"the training loss became {loss_value if not math.isfinite(loss_value) else 'non-finite'} at epoch "
+                f"{state.epoch + 1}, step {state.step_in_epoch + 1} (global step {state.global_step + 1}) with learning "
+                f"rate {scheduler.last_lr:g}. Try a lower --lr (for example half of it); the last checkpoint was left untouched."
             )
+        if stop:  # this batch is not trained on; a resume starts with it
+            break
+        scheduler.start_batch(batch * ctx.world_size)
         precision.backward_and_step(total, optimizer)
         state.global_step += 1
         state.step_in_epoch += 1
@@ -135,8 +139,6 @@ def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
             _log_progress(state, ctx, interval, batches, scheduler.last_lr, interval.sums["count"] * ctx.world_size / (now - tick), now - start, images_seen)
             interval, tick = MetricSums(), now
         state.epoch_sums = dict(sums.sums)
-        if ctx.stop_requested():
-            break
     seconds = time.time() - start
     averages = sums.averages(all_ranks=True)
     skipped = int(distributed.all_reduce_sum([skipped])[0])
@@ -144,7 +146,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
         print(f"warning: {skipped} unreadable image(s) skipped in epoch {state.epoch + 1} (see the messages above)", file=sys.stderr)
     metrics = {f"train_{name}": value for name, value in averages.items()}
     metrics.update(lr=scheduler.last_lr, seconds=seconds, img_per_s=images_seen * ctx.world_size / max(seconds, 1e-9), skipped_images=skipped)
-    return metrics
+    return metrics, bool(stop)
 
 
 def _log_progress(state, ctx, interval, batches, lr, img_per_s, elapsed, images_seen):

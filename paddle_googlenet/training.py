@@ -252,12 +252,13 @@ def run(args):
             if state.step_in_epoch == 0:
                 seed_everything(args.seed, epoch)
             train_loader.batch_sampler.set_epoch(epoch, start_batch=state.step_in_epoch)
-            train_metrics = train_one_epoch(net, train_loader, optimizer, scheduler, precision, state, ctx)
-            if stop():
+            train_metrics, stopped = train_one_epoch(net, train_loader, optimizer, scheduler, precision, state, ctx)
+            if stopped:
+                signum = stop.signum or signal.SIGTERM  # another rank may have received it
                 if main_process:
                     save_checkpoint(checkpoint_state(model, optimizer, scheduler, state, args, data), output / f"latest{SUFFIX}")
-                    print(f"stopped by {signal.Signals(stop.signum).name}: saved {output / f'latest{SUFFIX}'} (resume with --resume auto)")
-                return 128 + stop.signum
+                    print(f"stopped by {signal.Signals(signum).name}: saved {output / f'latest{SUFFIX}'} (resume with --resume auto)")
+                return 128 + signum
             val_metrics, probs, labels = evaluate(net, val_loader, precision)
             state.epoch, state.step_in_epoch, state.epoch_sums = epoch + 1, 0, {}
             is_best = val_metrics["top1"] > state.best_val_top1
