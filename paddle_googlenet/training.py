@@ -26,7 +26,8 @@ from .checkpoint import (
     write_epoch_checkpoints,
 )
 from .data import DATASET_DEFAULTS, DataError, add_data_arguments, apply_dataset_defaults, build_datasets, build_loader, denormalize
-from .device import DeviceError, Precision, select_device
+from . import default_thread_count
+from .device import DeviceError, Precision, gpu_available, select_device
 from .engine import AUX_WEIGHT, EpochContext, NonFiniteLoss, TrainState, evaluate, train_one_epoch
 from .models import get_model, list_models
 from .schedule import DiscreteExpDecay
@@ -76,6 +77,10 @@ def get_args_parser():
     run.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if Paddle sees one, else the CPU")
     run.add_argument("--amp", action="store_true", help="mixed precision: float16 (O1) on GPU; on CPU see docs/performance.md")
     run.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling, augmentation and dropout")
+    run.add_argument(
+        "--nproc", type=int, default=1,
+        help="start N data-parallel processes (paddle.distributed.spawn): on CPU they share the cores, on GPU one per device",
+    )
     run.add_argument("--log-interval", type=int, default=20, help="print and log training metrics every N steps")
 
     output = parser.add_argument_group("output and resume")
@@ -201,12 +206,44 @@ def append_metrics(path, record):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = resolve_defaults(get_args_parser().parse_args(argv))
     try:
+        if args.nproc > 1 and paddle.distributed.get_world_size() == 1:
+            return spawn_ranks(args, argv)
         return run(args)
     except (DataError, CheckpointError, DeviceError, OutputError, NonFiniteLoss) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, NonFiniteLoss) else 2
+
+
+def _rank_main(argv):
+    return main(argv)
+
+
+def spawn_ranks(args, argv):
+    """``--nproc N``: run this same command as N ranks through ``paddle.distributed.spawn``; return the worst exit code.
+
+    On CPU the ranks split the cores (each gets cores // N threads); on GPU each takes one device.
+    Ctrl-C reaches every rank from the terminal; SIGTERM sent to this process is passed on to them.
+    """
+    if args.device != "cpu" and gpu_available():
+        if args.nproc > paddle.device.cuda.device_count():
+            raise DeviceError(f"--nproc {args.nproc} needs {args.nproc} GPUs, {paddle.device.cuda.device_count()} visible")
+    else:
+        paddle.set_device("cpu")  # spawn picks gloo for the CPU
+        threads = str(max(1, default_thread_count() // args.nproc))
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads  # inherited by the ranks
+    context = paddle.distributed.spawn(_rank_main, args=(argv,), nprocs=args.nproc, join=False)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: [os.kill(p.pid, signum) for p in context.processes if p.is_alive()])
+    try:
+        while not context.join():
+            pass
+    except Exception as exc:  # a rank crashed: Paddle's message carries its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return max(queue.get() for queue in context.return_queues)
 
 
 def run(args):

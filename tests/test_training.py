@@ -190,3 +190,25 @@ def test_two_process_data_parallel_matches_one_process(tiny_lists, tmp_path):
     assert len(multi) == 1 and multi[0]["global_step"] == 3  # only rank 0 writes; global batch 6 = 2 ranks x 3
     assert multi[0]["val_top1"] == pytest.approx(read_metrics(tmp_path / "single")[0]["val_top1"])
     assert multi[0]["train_loss"] == pytest.approx(read_metrics(tmp_path / "single")[0]["train_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_nproc_spawns_ranks_with_the_launchers_results(tiny_lists, tmp_path):
+    """--nproc 2 through paddle.distributed.spawn equals two processes started by the launcher."""
+    no_dropout = ["--dropout", "0", "--aux-dropout", "0", "--epochs", "1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "OMP_", "MKL_"))}
+    launched = subprocess.run(
+        [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs"),
+         str(REPO / "train.py"), *tiny_args(tiny_lists, tmp_path / "launch", *no_dropout)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    spawned = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *tiny_args(tiny_lists, tmp_path / "spawn", *no_dropout, "--nproc", "2")],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert spawned.returncode == 0, spawned.stderr[-3000:]
+    assert spawned.stdout.count("curves: visualdl") == 1  # only rank 0 prints
+    launch, spawn = final_weights(tmp_path / "launch"), final_weights(tmp_path / "spawn")
+    for name in launch:
+        np.testing.assert_allclose(spawn[name], launch[name], rtol=1e-5, atol=1e-6, err_msg=name)
