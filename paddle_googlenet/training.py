@@ -132,7 +132,7 @@ def model_kwargs(args, num_classes):
 
 
 class StopSignal:
-    """Turns the first SIGINT/SIGTERM into a request to checkpoint and stop; a second one stops at once."""
+    """Turns SIGINT/SIGTERM into a request to checkpoint and stop; a second Ctrl-C stops at once."""
 
     def __init__(self):
         self.signum = None
@@ -140,9 +140,10 @@ class StopSignal:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+        if self.signum is not None and signum == signal.SIGINT:
+            print("stopped at once by a second Ctrl-C: the latest checkpoint is the last one written", file=sys.stderr)
+            raise SystemExit(128 + signum)
+        self.signum = self.signum or signum
 
     def __call__(self):
         return self.signum is not None
@@ -328,4 +329,5 @@ def hparams(args):
 
 def sample_images(data, args, count=8):
     """A few augmented training images of the first epoch, de-normalised: what the network sees."""
-    return [denormalize(data.train[(i, args.seed, 0)][0], data.preprocess) for i in range(min(count, len(data.train)))]
+    items = (data.train[(i, args.seed, 0)] for i in range(min(count, len(data.train))))
+    return [denormalize(item[0], data.preprocess) for item in items if isinstance(item, tuple)]
