@@ -274,6 +274,7 @@ def run(args):
     if main_process:
         truncate_metrics(output / "metrics.jsonl", state.epoch)
         (output / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+        print(f"{args.model} on {args.dataset}: {data.summary()}; {args.epochs} epochs of batch {args.batch_size} at {args.image_size}px on {device}")
         if resume_path:
             print(f"resumed from {resume_path}: epoch {state.epoch}, step {state.step_in_epoch} of the next, global step {state.global_step}")
         print(f"curves: {open_command(args.logdir)}", flush=True)
