@@ -114,9 +114,13 @@ def check_output_writable(folder):
         raise OutputError(f"cannot write to the output folder {folder!r} ({exc.strerror or exc}); choose another with --output") from exc
 
 
-def seed_everything(seed, epoch=None):
-    """Seed Paddle and NumPy: for the weights (same on every rank), or for one epoch of one rank (dropout)."""
-    words = [seed] if epoch is None else [seed, epoch + 1, distributed.rank()]
+def seed_everything(seed, epoch=None, step=0):
+    """Seed Paddle and NumPy for the weights (same on every rank), or for one rank's dropout from a point of an epoch.
+
+    Every random draw of a run is a function of (seed, epoch, step where the process started it), so a
+    checkpoint's train_state is all the random state it needs, and it loads in any Paddle version.
+    """
+    words = [seed] if epoch is None else [seed, epoch + 1, distributed.rank(), step]
     value = int(np.random.SeedSequence(words).generate_state(1)[0] % (2**31))
     paddle.seed(value)
     np.random.seed(value)
@@ -169,11 +173,7 @@ def restore(checkpoint_path, model, optimizer, scheduler, args):
     model.set_state_dict(ckpt["model"])
     optimizer.set_state_dict(optimizer_state_for(ckpt["optimizer"], model))
     scheduler.set_state_dict(ckpt["lr_scheduler"])
-    state = TrainState(**ckpt["train_state"])
-    if state.step_in_epoch:  # stopped mid-epoch: continue with the same random stream
-        paddle.set_rng_state(ckpt["rng"]["paddle"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-    return state
+    return TrainState(**ckpt["train_state"])
 
 
 def checkpoint_state(model, optimizer, scheduler, state, args, data):
@@ -186,7 +186,7 @@ def checkpoint_state(model, optimizer, scheduler, state, args, data):
         "optimizer": portable_optimizer_state(optimizer.state_dict(), model),
         "lr_scheduler": scheduler.state_dict(),
         "train_state": state.to_dict(),
-        "rng": {"paddle": paddle.get_rng_state(), "numpy": np.random.get_state()},
+        "seed": args.seed,
         "args": vars(args),
     }
 
@@ -288,8 +288,7 @@ def run(args):
 
     try:
         for epoch in range(state.epoch, args.epochs):
-            if state.step_in_epoch == 0:
-                seed_everything(args.seed, epoch)
+            seed_everything(args.seed, epoch, state.step_in_epoch)
             train_loader.batch_sampler.set_epoch(epoch, start_batch=state.step_in_epoch)
             train_metrics, stopped = train_one_epoch(net, train_loader, optimizer, scheduler, precision, state, ctx)
             if stopped:

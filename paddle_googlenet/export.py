@@ -1,0 +1,213 @@
+"""Export a checkpoint as a Paddle Inference model: ``python -m paddle_googlenet.export CHECKPOINT --output DIR``.
+
+The folder holds the program and weights written by ``paddle.jit.save`` (``model.json`` in Paddle 3's
+PIR format, or ``model.pdmodel`` from Paddle 2.6, plus ``model.pdiparams``) and ``metadata.json``:
+model name, class names and the evaluation preprocessing, so ``infer.py DIR`` needs nothing else.
+
+The program takes one float32 input ``image`` of shape ``[N, 3, H, W]`` (any batch size; H and W
+fixed at export) and has one output: the softmax **probabilities** over ``class_names``. The model is
+exported in eval mode, so GoogLeNet's auxiliary heads are not part of the program.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import import_paddle
+from .checkpoint import CheckpointError, build_model, load_checkpoint
+
+paddle = import_paddle()
+
+FORMAT = "paddle-googlenet-export"
+FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+MODEL_PREFIX = "model"
+INPUT_NAME = "image"
+PIR_PROGRAM = MODEL_PREFIX + ".json"  # Paddle 3 (PIR)
+LEGACY_PROGRAM = MODEL_PREFIX + ".pdmodel"  # Paddle 2.x (ProgramDesc)
+PARAMS_FILE = MODEL_PREFIX + ".pdiparams"
+_WRITTEN_FILES = (PIR_PROGRAM, LEGACY_PROGRAM, PARAMS_FILE, PARAMS_FILE + ".info", METADATA_FILE)
+MIN_IMAGE_SIZE = 64  # the smallest input every model accepts (docs/models.md)
+
+
+class ExportError(Exception):
+    """An export that cannot be written or read; ``str()`` says what to do."""
+
+
+class SoftmaxOutput(paddle.nn.Layer):
+    """The classifier followed by a softmax: the exported program returns probabilities."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, image):
+        return paddle.nn.functional.softmax(self.classifier(image), axis=-1)
+
+
+def paddle_reads_pir():
+    """Whether this Paddle can load PIR ``.json`` programs (Paddle 3 and development builds)."""
+    major = paddle.__version__.split(".")[0]
+    return not major.isdigit() or int(major) >= 3 or paddle.__version__.startswith("0.0.0")
+
+
+def resized_preprocess(preprocess, image_size):
+    """``preprocess`` for another crop size, keeping the resize/crop ratio and the normalisation."""
+    if image_size is None or image_size == preprocess["image_size"]:
+        return dict(preprocess)
+    if image_size < MIN_IMAGE_SIZE:
+        raise ExportError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
+    ratio = preprocess["resize_size"] / preprocess["image_size"]
+    return dict(preprocess, image_size=int(image_size), resize_size=round(image_size * ratio))
+
+
+def export_model(model, output_dir, metadata):
+    """Save ``model`` (eval mode, returning logits) for Paddle Inference, with ``metadata``; return the folder.
+
+    ``metadata`` needs ``model_name``, ``class_names`` and ``preprocess``; the input and output
+    description, file names and Paddle version are added here. Earlier exports in the folder are replaced.
+    """
+    output_dir = Path(output_dir)
+    size = int(metadata["preprocess"]["image_size"])
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name in _WRITTEN_FILES:  # no stale program of the other format may survive
+            (output_dir / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot write to the output folder {output_dir} ({exc.strerror or exc}); choose another with --output") from exc
+    model.eval()
+    wrapped = SoftmaxOutput(model)
+    wrapped.eval()
+    spec = paddle.static.InputSpec([None, 3, size, size], "float32", INPUT_NAME)
+    paddle.jit.save(wrapped, str(output_dir / MODEL_PREFIX), input_spec=[spec])
+    program = PIR_PROGRAM if (output_dir / PIR_PROGRAM).is_file() else LEGACY_PROGRAM
+    metadata = dict(
+        metadata,
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        input={"name": INPUT_NAME, "shape": [None, 3, size, size], "dtype": "float32"},
+        output="probabilities",
+        program_file=program,
+        params_file=PARAMS_FILE,
+        paddle_version=paddle.__version__,
+    )
+    tmp = output_dir / (METADATA_FILE + ".tmp")  # written last and atomically: its presence marks a complete export
+    tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, output_dir / METADATA_FILE)
+    return output_dir
+
+
+def export_checkpoint(checkpoint_path, output_dir, image_size=None):
+    """Export the model of a ``train.py`` checkpoint; ``image_size`` overrides its crop size. Returns the folder."""
+    state = load_checkpoint(checkpoint_path)
+    preprocess = resized_preprocess(state["preprocess"], image_size)
+    train_state = state.get("train_state", {})
+    metadata = {
+        "model_name": state["model_name"],
+        "model_kwargs": state["model_kwargs"],
+        "class_names": list(state["class_names"]),
+        "preprocess": preprocess,
+        "checkpoint": {
+            "path": str(Path(checkpoint_path).resolve()),
+            "epoch": train_state.get("epoch"),
+            "global_step": train_state.get("global_step"),
+        },
+    }
+    return export_model(build_model(state), output_dir, metadata)
+
+
+def write_onnx(export_dir, opset=None):
+    """Convert an export to ``model.onnx`` with ``paddle2onnx`` (an optional package); return its path."""
+    try:
+        import paddle2onnx
+    except ImportError as exc:
+        raise ExportError("--onnx needs the paddle2onnx package: pip install paddle2onnx (and onnxruntime to run it)") from exc
+    export_dir = Path(export_dir)
+    program, params = program_files(export_dir)
+    onnx_path = export_dir / (MODEL_PREFIX + ".onnx")
+    options = {"opset_version": opset} if opset else {}
+    paddle2onnx.export(str(program), str(params), str(onnx_path), optimize_tool="None", **options)
+    if not onnx_path.is_file():
+        raise ExportError(f"paddle2onnx did not write {onnx_path}; see its messages above")
+    return onnx_path
+
+
+def is_export_dir(path):
+    """Whether ``path`` is a folder written by ``export_model`` (it holds ``metadata.json``)."""
+    return (Path(path) / METADATA_FILE).is_file()
+
+
+def load_metadata(export_dir):
+    """The ``metadata.json`` of an export folder, checked; raises ExportError otherwise."""
+    path = Path(export_dir) / METADATA_FILE
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{export_dir}: no {METADATA_FILE}; export a checkpoint with python -m paddle_googlenet.export") from None
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ExportError(f"{path}: not a paddle-googlenet export (expected \"format\": \"{FORMAT}\")")
+    missing = [key for key in ("class_names", "preprocess", "input") if key not in metadata]
+    if missing:
+        raise ExportError(f"{path}: missing {', '.join(missing)}; export the checkpoint again")
+    return metadata
+
+
+def program_files(export_dir):
+    """``(program file, params file)`` of an export: PIR ``model.json`` or ``model.pdmodel``, whichever exists.
+
+    Paddle 3 reads both; Paddle 2.6 reads only ``.pdmodel``, so a Paddle 3 export has to be re-made there.
+    """
+    export_dir = Path(export_dir)
+    params = export_dir / PARAMS_FILE
+    pir, legacy = export_dir / PIR_PROGRAM, export_dir / LEGACY_PROGRAM
+    candidates = [pir, legacy] if paddle_reads_pir() else [legacy]
+    program = next((path for path in candidates if path.is_file()), None)
+    if program is None and pir.is_file():
+        raise ExportError(
+            f"{export_dir} holds a Paddle 3 (PIR) program, {PIR_PROGRAM}, which Paddle {paddle.__version__} cannot read; "
+            f"export the checkpoint again with this Paddle, or run with Paddle 3"
+        )
+    if program is None:
+        raise ExportError(f"{export_dir}: neither {PIR_PROGRAM} nor {LEGACY_PROGRAM} found; export the checkpoint again")
+    if not params.is_file():
+        raise ExportError(f"{export_dir}: {PARAMS_FILE} is missing; export the checkpoint again")
+    return program, params
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m paddle_googlenet.export",
+        description="Export a train.py checkpoint for Paddle Inference (paddle.jit.save): one input, "
+        "one output (softmax probabilities), with class names and preprocessing in metadata.json.",
+    )
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a *.pdckpt file written by train.py")
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder to write (files of an earlier export are replaced)")
+    parser.add_argument("--image-size", type=int, metavar="N",
+                        help="input height and width of the exported program (default: the checkpoint's crop size)")
+    parser.add_argument("--onnx", action="store_true", help="also write model.onnx with paddle2onnx (pip install paddle2onnx)")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    try:
+        output = export_checkpoint(args.checkpoint, args.output, args.image_size)
+        onnx_path = write_onnx(output) if args.onnx else None
+    except (CheckpointError, ExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    metadata = load_metadata(output)
+    size = metadata["preprocess"]["image_size"]
+    print(f"exported {metadata['model_name']} ({len(metadata['class_names'])} classes, {size}x{size} input) "
+          f"to {output}: {metadata['program_file']}, {metadata['params_file']}, {METADATA_FILE}"
+          + (f", {onnx_path.name}" if onnx_path else ""))
+    print(f"predict with: python infer.py {output} IMAGE...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""``infer.py``: top-k classes with names for images, from a checkpoint or an exported model.
+
+``open_predictor(model_path, ...)`` returns a ``CheckpointPredictor`` (dygraph, float32) for a
+``train.py`` checkpoint, or an ``ExportedPredictor`` (Paddle Inference: oneDNN on CPU, optionally
+bfloat16; float16 and TensorRT on GPU) for a folder written by ``python -m paddle_googlenet.export``.
+Both take batches preprocessed with the evaluation transform stored in the model and return softmax
+probabilities, so they predict what evaluation measured. ``collect_images`` expands files, folders
+and list files; ``predict_files`` yields a ``Prediction`` or an ``ImageReadError`` per image, in order.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import default_thread_count, import_paddle
+from .checkpoint import SUFFIX, CheckpointError, build_model, load_checkpoint
+from .data.folder import IMAGE_EXTENSIONS
+from .data.transforms import ImageReadError, build_eval_transform, load_image
+from .device import DeviceError, gpu_available
+from .export import METADATA_FILE, ExportError, is_export_dir, load_metadata, program_files
+
+paddle = import_paddle()
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+MODEL_PATH_HELP = (
+    "MODEL_PATH must be a checkpoint written by train.py (*" + SUFFIX + ", e.g. output/googlenet/best" + SUFFIX + ") "
+    "or a folder written by python -m paddle_googlenet.export"
+)
+
+Prediction = namedtuple("Prediction", ["path", "topk"])
+Prediction.__doc__ = "One image's result: ``topk`` is a list of ``(class_id, label, probability)``, best first."
+
+
+class InferenceError(Exception):
+    """A model path, input or option that inference cannot use; ``str()`` says what to do."""
+
+
+def notice(message):
+    print(f"notice: {message}", file=sys.stderr)
+
+
+def resolve_device(choice):
+    """``"gpu"`` or ``"cpu"`` for ``--device auto|cpu|gpu``."""
+    if choice == "gpu" and not gpu_available():
+        raise DeviceError("--device gpu: this Paddle sees no usable GPU (install paddlepaddle-gpu, check the driver); use --device cpu")
+    return "gpu" if choice != "cpu" and gpu_available() else "cpu"
+
+
+def cpu_has_fast_bfloat16():
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN's bf16 kernels need."""
+    from paddle.base import core  # Paddle 2.6 and 3.x
+
+    return bool(getattr(core, "supports_bfloat16_fast_performance", lambda: False)())
+
+
+class CheckpointPredictor:
+    """Dygraph evaluation of a ``train.py`` checkpoint, in float32."""
+
+    def __init__(self, path, device="auto", precision="fp32"):
+        state = load_checkpoint(path)
+        self.device = resolve_device(device)
+        paddle.set_device(self.device)
+        if precision != "fp32":
+            notice(f"--precision {precision} applies to exported models; the checkpoint runs in float32 "
+                   f"(export it with python -m paddle_googlenet.export {path} --output DIR)")
+        self.precision = "fp32"
+        self.model_name = state["model_name"]
+        self.class_names = list(state["class_names"])
+        self.preprocess = dict(state["preprocess"])
+        self.model = build_model(state)
+
+    def predict(self, batch):
+        """Probabilities ``(N, classes)`` for a float32 ``(N, 3, H, W)`` batch."""
+        with paddle.no_grad():
+            logits = self.model(paddle.to_tensor(batch))
+            return paddle.nn.functional.softmax(logits, axis=-1).numpy()
+
+
+def _first_method(config, *names):
+    """``config``'s method under the first of ``names`` it has (oneDNN methods were renamed in Paddle 3)."""
+    for name in names:
+        if hasattr(config, name):
+            return getattr(config, name)
+    raise InferenceError(f"this Paddle's inference Config has none of {', '.join(names)}")
+
+
+class ExportedPredictor:
+    """An exported model run by a ``paddle.inference`` Predictor.
+
+    On CPU: oneDNN with ``threads`` math threads, in float32, or bfloat16 where the CPU has native
+    bf16 (otherwise float32, with a notice). On GPU: float32, float16 or bfloat16 mixed precision,
+    optionally through TensorRT (float32 or float16). ``max_batch_size`` sizes TensorRT's engine.
+    """
+
+    def __init__(self, export_dir, device="auto", precision="fp32", threads=None, tensorrt=False, max_batch_size=32):
+        if precision not in PRECISIONS:
+            raise InferenceError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        metadata = load_metadata(export_dir)
+        program, params = program_files(export_dir)
+        self.model_name = metadata.get("model_name", "model")
+        self.class_names = list(metadata["class_names"])
+        self.preprocess = dict(metadata["preprocess"])
+        self.input_name = metadata["input"]["name"]
+        self.device = resolve_device(device)
+        config = paddle.inference.Config(str(program), str(params))
+        if self.device == "gpu":
+            self.precision = self._configure_gpu(config, precision, tensorrt, max_batch_size)
+        else:
+            self.precision = self._configure_cpu(config, precision, threads or default_thread_count(), tensorrt)
+        config.disable_glog_info()
+        self.predictor = paddle.inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.input_name)
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    @staticmethod
+    def _configure_cpu(config, precision, threads, tensorrt):
+        config.disable_gpu()
+        _first_method(config, "enable_onednn", "enable_mkldnn")()
+        config.set_cpu_math_library_num_threads(int(threads))
+        if tensorrt:
+            notice("--tensorrt needs a GPU; running on the CPU with oneDNN")
+        if precision == "fp16":
+            notice("--precision fp16 is a GPU option; the CPU runs float32 (bf16 is the CPU's fast type)")
+        elif precision == "bf16" and not cpu_has_fast_bfloat16():
+            notice("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), which oneDNN's bf16 kernels "
+                   "need; running float32")
+        elif precision == "bf16":
+            _first_method(config, "enable_onednn_bfloat16", "enable_mkldnn_bfloat16")()
+            return "bf16"
+        return "fp32"
+
+    def _configure_gpu(self, config, precision, tensorrt, max_batch_size):
+        types = paddle.inference.PrecisionType
+        precision_type = {"fp32": types.Float32, "fp16": types.Half, "bf16": types.Bfloat16}[precision]
+        device_id = paddle.distributed.ParallelEnv().device_id
+        if not tensorrt:
+            config.enable_use_gpu(256, device_id, precision_type)
+            return precision
+        if precision == "bf16":
+            raise InferenceError("--tensorrt runs fp32 or fp16; drop --tensorrt to run bf16 on the GPU")
+        config.enable_use_gpu(256, device_id)
+        config.enable_tensorrt_engine(
+            workspace_size=1 << 30, max_batch_size=max_batch_size, min_subgraph_size=3,
+            precision_mode=precision_type, use_static=False, use_calib_mode=False,
+        )
+        size = int(self.preprocess["image_size"])
+        smallest, largest = [1, 3, size, size], [max_batch_size, 3, size, size]
+        config.set_trt_dynamic_shape_info({self.input_name: smallest}, {self.input_name: largest}, {self.input_name: largest})
+        return precision
+
+    def predict(self, batch):
+        """Probabilities ``(N, classes)`` for a float32 ``(N, 3, H, W)`` batch."""
+        self.input.reshape(list(batch.shape))
+        self.input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+def open_predictor(model_path, device="auto", precision="fp32", threads=None, tensorrt=False, max_batch_size=32):
+    """The predictor for ``model_path``: a checkpoint file or an export folder (or a file inside one)."""
+    path = Path(model_path)
+    if not path.exists():
+        raise InferenceError(f"{path} does not exist; {MODEL_PATH_HELP}")
+    if path.is_file() and path.suffix != SUFFIX and is_export_dir(path.parent):
+        path = path.parent  # e.g. model.json or metadata.json given instead of their folder
+    if path.is_dir():
+        _check_export_dir(path)
+        return ExportedPredictor(path, device, precision, threads, tensorrt, max_batch_size)
+    try:
+        return CheckpointPredictor(path, device, precision)
+    except CheckpointError as exc:
+        raise InferenceError(f"{exc}. {MODEL_PATH_HELP}") from None
+
+
+def _check_export_dir(path):
+    if is_export_dir(path):
+        return
+    checkpoints = sorted(path.glob(f"*{SUFFIX}"))
+    if checkpoints:
+        best = next((p for p in checkpoints if p.stem == "best"), checkpoints[-1])
+        raise InferenceError(f"{path} is a training output folder, not an export; pass one of its checkpoints, e.g. {best}")
+    if any(path.glob("*.pdmodel")) or any(path.glob("*.json")):
+        raise InferenceError(f"{path} has no {METADATA_FILE}, so the classes and preprocessing are unknown; "
+                             f"export the checkpoint with python -m paddle_googlenet.export")
+    raise InferenceError(f"{path} is a folder without {METADATA_FILE}; {MODEL_PATH_HELP}")
+
+
+def is_image_file(path):
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def images_in_folder(folder):
+    """Image files under ``folder``, recursively, folder by folder in sorted order; hidden entries skipped."""
+    found = []
+    for parent, subfolders, files in os.walk(folder, followlinks=True):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        found.extend(os.path.join(parent, name) for name in sorted(files) if not name.startswith(".") and is_image_file(name))
+    return found
+
+
+def read_image_list(list_file):
+    """Image paths of a list file: one per line, an optional label column (after a tab or a space) ignored.
+
+    Relative paths are resolved against the list file's folder; blank lines and ``#`` comments are skipped.
+    """
+    list_file = Path(list_file)
+    try:
+        lines = list_file.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InferenceError(f"cannot read list file {list_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    root = list_file.resolve().parent
+    paths = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        paths.append(str(root / _path_of_list_line(line, root)))
+    return paths
+
+
+def _path_of_list_line(line, root):
+    if "\t" in line:
+        return line.split("\t", 1)[0].strip()
+    parts = line.rsplit(None, 1)
+    if len(parts) == 2 and parts[1].lstrip("-").isdigit() and not (root / line).exists():
+        return parts[0]  # "path label": the legacy reader.py format with a space
+    return line
+
+
+def collect_images(inputs):
+    """``(image paths, problems)`` for files, folders (searched recursively) and list files, in the given order.
+
+    A file with an image extension is an image; any other file is a list file. ``problems`` holds a
+    message for each input that does not exist, or yields no image.
+    """
+    images, problems = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = images_in_folder(item)
+            if not found:
+                problems.append(f"{item}: no image files ({' '.join(IMAGE_EXTENSIONS)}) in this folder")
+        elif path.is_file() and is_image_file(path):
+            found = [item]
+        elif path.is_file():
+            try:
+                found = read_image_list(path)
+            except InferenceError as exc:
+                problems.append(str(exc))
+                continue
+            if not found:
+                problems.append(f"{item}: an empty list file (expected one image path per line)")
+        else:
+            problems.append(f"{item}: no such file or folder")
+            continue
+        images.extend(found)
+    return images, problems
+
+
+def top_k(probs, class_names, k):
+    """``[(class_id, label, probability), ...]`` of the ``k`` most probable classes, best first."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(int(i), class_names[i] if i < len(class_names) else str(i), float(probs[i])) for i in order]
+
+
+def predict_files(predictor, paths, batch_size=32, k=5, workers=2):
+    """Yield a ``Prediction`` or an ``ImageReadError`` for each path, in order, predicting in batches.
+
+    Images are decoded and preprocessed by ``workers`` threads, one batch ahead of the model.
+    """
+    transform = build_eval_transform(predictor.preprocess)
+
+    def prepare(path):
+        try:
+            return transform(load_image(path))
+        except ImageReadError as exc:
+            return exc
+
+    batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = [pool.submit(prepare, p) for p in batches[0]] if batches else []
+        for index, batch_paths in enumerate(batches):
+            items = [future.result() for future in pending]
+            if index + 1 < len(batches):
+                pending = [pool.submit(prepare, p) for p in batches[index + 1]]
+            good = [(path, item) for path, item in zip(batch_paths, items) if not isinstance(item, Exception)]
+            probs = predictor.predict(np.stack([item for _, item in good])) if good else []
+            results = iter(zip(good, probs))
+            for item in items:
+                if isinstance(item, Exception):
+                    yield item
+                else:
+                    (path, _), row = next(results)
+                    yield Prediction(path, top_k(row, predictor.class_names, k))
+
+
+def format_text(prediction):
+    """The path, then one line per class: probability, class id and name."""
+    width = max(len(str(class_id)) for class_id, _, _ in prediction.topk)
+    lines = [prediction.path] + [f"  {prob:.4f}  {class_id:>{width}}  {label}" for class_id, label, prob in prediction.topk]
+    return "\n".join(lines)
+
+
+def format_json(prediction):
+    """One JSON object: ``{"path": ..., "topk": [{"class_id": 3, "label": "...", "prob": 0.93}, ...]}``."""
+    topk = [{"class_id": class_id, "label": label, "prob": round(prob, 6)} for class_id, label, prob in prediction.topk]
+    return json.dumps({"path": prediction.path, "topk": topk}, ensure_ascii=False)
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        prog="infer.py",
+        description="Predict the top-k classes, with names, of images, from a train.py checkpoint or an exported model. "
+        "Model, classes and preprocessing come from MODEL_PATH.",
+    )
+    parser.add_argument("model_path", metavar="MODEL_PATH", help="a *.pdckpt checkpoint, or a folder from python -m paddle_googlenet.export")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders (searched recursively) or list files (one image path per line, "
+                             "a label column ignored, relative paths from the list's folder)")
+    parser.add_argument("--topk", type=int, default=5, metavar="K", help="classes shown per image (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto (default): a GPU if Paddle sees one, else the CPU")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="exported models: bf16 on CPUs with native bfloat16, fp16 or bf16 on GPU; checkpoints always run "
+                             "fp32 (default: %(default)s)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help=f"CPU math threads of an exported model (default: the usable cores, {default_thread_count()} here)")
+    parser.add_argument("--tensorrt", action="store_true", help="exported models on GPU: run through TensorRT (fp32 or fp16)")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    for name, minimum in (("topk", 1), ("batch_size", 1), ("threads", 1)):
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            print(f"infer.py: error: --{name.replace('_', '-')} must be at least {minimum}, got {value}", file=sys.stderr)
+            return 2
+    try:
+        predictor = open_predictor(args.model_path, args.device, args.precision, args.threads, args.tensorrt, args.batch_size)
+    except (InferenceError, ExportError, CheckpointError, DeviceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    images, problems = collect_images(args.inputs)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    k = min(args.topk, len(predictor.class_names))
+    failed = 0
+    for result in predict_files(predictor, images, args.batch_size, k):
+        if isinstance(result, ImageReadError):
+            failed += 1
+            print(f"error: {result}", file=sys.stderr)
+            continue
+        print(format_json(result) if args.json else format_text(result), flush=True)
+    if problems or failed:
+        summary = [f"{failed} of {len(images)} images could not be read"] if failed else []
+        summary += [f"{len(problems)} input(s) gave no images"] if problems else []
+        print(f"error: {'; '.join(summary)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,228 @@
+"""infer.py and export: the exported model predicts what the checkpoint predicts; inputs, output formats, errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paddle_googlenet import export
+from paddle_googlenet.data.transforms import build_eval_transform, load_image
+from paddle_googlenet.inference import (
+    CheckpointPredictor,
+    ExportedPredictor,
+    collect_images,
+    cpu_has_fast_bfloat16,
+    main,
+    read_image_list,
+)
+from paddle_googlenet.training import main as train_main
+
+REPO = Path(__file__).resolve().parents[1]
+CLASS_NAMES = ["blue square", "green square", "red square"]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_lists, tmp_path_factory):
+    """A real train.py checkpoint: GoogLeNet at 64x64, one epoch on the tiny dataset, with class names."""
+    train_list, val_list = tiny_lists
+    output = tmp_path_factory.mktemp("infer_run")
+    labels = output / "labels.txt"
+    labels.write_text("\n".join(CLASS_NAMES) + "\n")
+    argv = [
+        "googlenet", "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
+        "--labels", str(labels), "--image-size", "64", "--batch-size", "6", "--epochs", "1", "--workers", "0",
+        "--output", str(output),
+    ]
+    assert train_main(argv) == 0
+    return output / "latest.pdckpt"
+
+
+@pytest.fixture(scope="session")
+def export_dir(checkpoint, tmp_path_factory):
+    return export.export_checkpoint(checkpoint, tmp_path_factory.mktemp("export") / "googlenet")
+
+
+@pytest.fixture(scope="session")
+def images(tiny_lists):
+    return sorted(str(p) for p in tiny_lists[0].parent.glob("*.png"))
+
+
+@pytest.fixture(scope="session")
+def reference_probs(checkpoint, images):
+    """The checkpoint's probabilities (dygraph, float32) for every tiny image."""
+    predictor = CheckpointPredictor(checkpoint, device="cpu")
+    return predictor.predict(preprocess(predictor, images))
+
+
+def preprocess(predictor, paths):
+    transform = build_eval_transform(predictor.preprocess)
+    return np.stack([transform(load_image(path)) for path in paths])
+
+
+def top1_agreement(probs, reference, min_margin):
+    """Share of images whose top-1 matches, among those the reference ranks with at least ``min_margin``."""
+    ranked = np.sort(reference, axis=1)
+    clear = ranked[:, -1] - ranked[:, -2] >= min_margin
+    assert clear.any(), "the reference has no clear top-1 on any image"
+    return float((probs.argmax(1) == reference.argmax(1))[clear].mean())
+
+
+def run_main(capsys, *argv):
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def text_blocks(out):
+    """``[(path, [(prob, class_id, label), ...]), ...]`` from the text output."""
+    blocks = []
+    for line in out.splitlines():
+        if not line.startswith("  "):
+            blocks.append((line, []))
+        else:
+            prob, class_id, label = line.split(None, 2)
+            blocks[-1][1].append((float(prob), int(class_id), label))
+    return blocks
+
+
+def test_export_writes_one_program_its_weights_and_metadata(export_dir):
+    metadata = export.load_metadata(export_dir)
+    assert metadata["model_name"] == "googlenet" and metadata["class_names"] == CLASS_NAMES
+    assert metadata["preprocess"]["image_size"] == 64 and metadata["output"] == "probabilities"
+    assert metadata["input"] == {"name": "image", "shape": [None, 3, 64, 64], "dtype": "float32"}
+    program, params = export.program_files(export_dir)
+    assert program.name == (export.PIR_PROGRAM if export.paddle_reads_pir() else export.LEGACY_PROGRAM) == metadata["program_file"]
+    assert params.is_file()
+    predictor = ExportedPredictor(export_dir, device="cpu")
+    assert len(predictor.predictor.get_output_names()) == 1  # no auxiliary heads
+
+
+def test_exported_model_predicts_what_the_checkpoint_predicts(export_dir, images, reference_probs):
+    predictor = ExportedPredictor(export_dir, device="cpu", precision="fp32")
+    probs = predictor.predict(preprocess(predictor, images))
+    assert probs.shape == (len(images), 3)
+    np.testing.assert_allclose(probs, reference_probs, atol=1e-4)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert top1_agreement(probs, reference_probs, min_margin=1e-4) == 1.0
+
+
+def test_bf16_runs_where_the_cpu_has_it_and_falls_back_otherwise(export_dir, images, reference_probs, capsys):
+    predictor = ExportedPredictor(export_dir, device="cpu", precision="bf16")
+    probs = predictor.predict(preprocess(predictor, images))
+    if cpu_has_fast_bfloat16():
+        assert predictor.precision == "bf16"
+        np.testing.assert_allclose(probs, reference_probs, atol=0.05)
+        assert top1_agreement(probs, reference_probs, min_margin=0.02) >= 0.8
+    else:
+        assert predictor.precision == "fp32" and "no native bfloat16" in capsys.readouterr().err
+        np.testing.assert_allclose(probs, reference_probs, atol=1e-4)
+
+
+def test_infer_on_a_file_a_folder_and_a_list_file(export_dir, images, tiny_lists, capsys):
+    folder, val_list = tiny_lists[1].parent, tiny_lists[1]
+    code, out, err = run_main(capsys, export_dir, images[0], folder, val_list, "--topk", "2", "--batch-size", "5")
+    assert code == 0, err
+    blocks = text_blocks(out)
+    listed = read_image_list(val_list)
+    assert [path for path, _ in blocks] == [images[0], *images, *listed]
+    assert len(listed) == 6 and all(Path(path).parent == folder.resolve() for path in listed)
+    for _, topk in blocks:
+        assert len(topk) == 2
+        assert [prob for prob, _, _ in topk] == sorted((prob for prob, _, _ in topk), reverse=True)
+        assert all(label == CLASS_NAMES[class_id] for _, class_id, label in topk)
+
+
+def test_json_lines_agree_between_checkpoint_and_export(checkpoint, export_dir, images, capsys):
+    results = {}
+    for model_path in (checkpoint, export_dir):
+        code, out, err = run_main(capsys, model_path, *images[:4], "--json", "--topk", "3")
+        assert code == 0, err
+        results[model_path] = [json.loads(line) for line in out.splitlines()]
+    from_checkpoint, from_export = results.values()
+    assert [r["path"] for r in from_checkpoint] == images[:4]
+    first = from_checkpoint[0]["topk"][0]
+    assert set(first) == {"class_id", "label", "prob"} and first["label"] == CLASS_NAMES[first["class_id"]]
+    for a, b in zip(from_checkpoint, from_export):
+        assert len(a["topk"]) == 3
+        assert {t["class_id"]: t["prob"] for t in a["topk"]} == pytest.approx({t["class_id"]: t["prob"] for t in b["topk"]}, abs=1e-4)
+
+
+def test_unreadable_images_are_reported_and_the_others_predicted(export_dir, images, tmp_path, capsys):
+    shutil.copy(images[0], tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    code, out, err = run_main(capsys, export_dir, tmp_path, tmp_path / "missing.png", "--json")
+    assert code == 1
+    assert [json.loads(line)["path"] for line in out.splitlines()] == [str(tmp_path / "good.png")]
+    assert "broken.png" in err and "empty.jpg" in err and "missing.png: no such file" in err
+    assert "2 of 3 images could not be read" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", ["missing", "text file", "empty folder", "training folder", "program without metadata"])
+def test_a_model_path_that_is_neither_a_checkpoint_nor_an_export_is_a_clear_error(case, checkpoint, export_dir, images, tmp_path, capsys):
+    if case == "missing":
+        model_path, expected = tmp_path / "nowhere.pdckpt", "does not exist"
+    elif case == "text file":
+        model_path, expected = tmp_path / "notes.txt", "not a readable checkpoint"
+        model_path.write_text("hello\n")
+    elif case == "empty folder":
+        model_path, expected = tmp_path, "without metadata.json"
+    elif case == "training folder":
+        model_path, expected = checkpoint.parent, f"pass one of its checkpoints, e.g. {checkpoint.parent / 'best.pdckpt'}"
+    else:
+        model_path, expected = tmp_path, "no metadata.json"
+        shutil.copy(export.program_files(export_dir)[0], tmp_path)
+    code, out, err = run_main(capsys, model_path, images[0])
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and expected in err and "Traceback" not in err
+
+
+def test_list_files_take_paths_with_or_without_a_label_column(tmp_path):
+    (tmp_path / "with space.png").write_bytes(b"")
+    (tmp_path / "list.txt").write_text(
+        "# a comment\n"
+        "a.jpg\t3\n"
+        "sub/b.png 7\n"
+        "with space.png\n"
+        "\n"
+        "/abs/c.jpg\n"
+    )
+    assert read_image_list(tmp_path / "list.txt") == [
+        str(tmp_path / "a.jpg"), str(tmp_path / "sub/b.png"), str(tmp_path / "with space.png"), "/abs/c.jpg",
+    ]
+    images, problems = collect_images([str(tmp_path / "list.txt"), str(tmp_path / "nothing_here")])
+    assert len(images) == 4 and problems == [f"{tmp_path / 'nothing_here'}: no such file or folder"]
+
+
+def test_a_paddle_3_export_is_refused_clearly_where_only_pdmodel_is_readable(export_dir, monkeypatch):
+    monkeypatch.setattr(export, "paddle_reads_pir", lambda: False)
+    if (Path(export_dir) / export.PIR_PROGRAM).is_file():
+        with pytest.raises(export.ExportError, match="Paddle 3 \\(PIR\\) program"):
+            export.program_files(export_dir)
+    else:
+        assert export.program_files(export_dir)[0].name == export.LEGACY_PROGRAM
+
+
+def test_export_command_and_infer_script(checkpoint, images, tmp_path, capsys):
+    output = tmp_path / "exported72"
+    assert export.main([str(checkpoint), "--output", str(output), "--image-size", "72"]) == 0
+    assert f"predict with: python infer.py {output}" in capsys.readouterr().out
+    assert export.load_metadata(output)["preprocess"]["image_size"] == 72
+    run = subprocess.run([sys.executable, "infer.py", str(output), images[0], "--json", "--topk", "1"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["topk"][0]["label"] in CLASS_NAMES
+
+
+def test_onnx_export_agrees_with_the_checkpoint(export_dir, images, reference_probs, tmp_path):
+    pytest.importorskip("paddle2onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    copy = shutil.copytree(export_dir, tmp_path / "onnx")
+    session = onnxruntime.InferenceSession(str(export.write_onnx(copy)), providers=["CPUExecutionProvider"])
+    predictor = ExportedPredictor(copy, device="cpu")
+    probs = session.run(None, {"image": preprocess(predictor, images)})[0]
+    np.testing.assert_allclose(probs, reference_probs, atol=1e-4)
