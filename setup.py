@@ -27,7 +27,8 @@ setup(
     ],
     extras_require={
         "cpu": ["paddlepaddle>=2.6.2"],
-        "test": ["pytest>=7"],
+        "onnx": ["paddle2onnx>=1.2", "onnxruntime>=1.16"],  # python -m paddle_googlenet.export --onnx
+        "test": ["pytest>=7", "paddle2onnx>=1.2", "onnxruntime>=1.16"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
