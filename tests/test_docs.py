@@ -152,3 +152,23 @@ def test_digits_curves_come_from_the_committed_metrics(figures, tmp_path):
     figures.plot_curves(records, tmp_path / "curves.png")
     for png in (tmp_path / "curves.png", IMG / "digits_curves.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+def test_digits_run_numbers_quoted_in_googlenet_md(figures, googlenet_md):
+    prose = " ".join(googlenet_md.split())
+    records = figures.read_metrics(figures.METRICS_FILE)
+    first, epoch3, last = records[0], records[2], records[-1]
+    best = max(records, key=lambda r: r["val_top1"])
+    fastest = min(records, key=lambda r: r["seconds"])
+    quoted = [
+        f"{100 * first['val_top1']:.0f} % validation top-1",
+        f"{100 * epoch3['train_top1_aux1']:.1f} % training top-1 and a loss of {epoch3['train_loss_aux1']:.2f}",
+        f"main head is at {100 * epoch3['train_top1']:.1f} % and {epoch3['train_loss']:.2f}",
+        f"The best epoch, {best['epoch']}, reaches {100 * best['val_top1']:.1f} % validation top-1 (loss {best['val_loss']:.3f})",
+        f"The last epoch ends at {100 * last['val_top1']:.1f} % ({100 * last['val_top5']:.1f} % top-5)",
+        f"the {last['epoch']} epochs took {sum(r['seconds'] for r in records) / 60:.0f} minutes",
+        f"fastest epoch ({fastest['seconds']:.0f} s, {fastest['img_per_s']:.1f} images/s)",
+        f"about {len(records) * fastest['seconds'] / 60:.0f} minutes on idle cores",
+    ]
+    for text in quoted:
+        assert text in prose, text

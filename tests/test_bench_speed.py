@@ -1,0 +1,91 @@
+"""benchmarks/bench_speed.py: a tiny run of each mode, so the benchmark keeps working."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_googlenet.models import get_model
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "bench_speed.py"
+TINY = ["--batch", "2", "--image-size", "64", "--warmup", "0", "--trials", "2", "--steps", "1", "--pause", "0"]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(tmp_path, *args):
+    out = tmp_path / "result.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), *args, "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_compare_writes_rates_and_paired_ratios(tmp_path):
+    result, table = run_script(tmp_path, "--models", "resnet50", "googlenet", "--paths", "ours", "vision", "ours-static-onednn", *TINY)
+    records = {(r["model"], r["path"], r["kind"]): r for r in result["records"]}
+    # paddle.vision's GoogLeNet takes only 224x224 input and the static path is GoogLeNet-only at this size in the test
+    assert {k for k in records if k[0] == "resnet50"} >= {("resnet50", p, k) for p in ("ours", "vision") for k in ("train", "eval")}
+    assert ("googlenet", "ours-static-onednn", "train") in records and ("googlenet", "vision", "train") not in records
+    for record in records.values():
+        assert len(record["img_s_trials"]) == 2 and record["img_s_best"] >= record["img_s_median"] > 0
+    assert records[("resnet50", "vision", "train")]["ratio_to_vision"] == 1.0
+    assert records[("resnet50", "ours", "eval")]["ratio_to_vision"] > 0
+    assert records[("googlenet", "ours", "train")]["ratio_to_vision"] is None
+    assert result["machine"]["batch"] == 2 and "paddle" in result["machine"]
+    assert "ours-static-onednn" in table and "x vision" in table
+
+
+def test_point_reports_peak_memory(tmp_path):
+    result, _ = run_script(tmp_path, "point", "--models", "googlenet", "--paths", "ours", *TINY)
+    (record,) = result["records"]
+    assert record["kind"] == "train" and record["batch"] == 2 and record["image_size"] == 64
+    assert record["peak_memory_mib"] >= record["startup_memory_mib"] > 10
+
+
+@pytest.mark.slow
+def test_curve_and_variants_run_children(tmp_path):
+    png = tmp_path / "curve.png"
+    result, _ = run_script(tmp_path, "curve", "--paths", "ours", "--curve-batches", "1", "2", "--curve-sizes", "64", *TINY, "--plot", str(png))
+    assert [(r["axis"], r["batch"]) for r in result["records"]] == [("batch", 1), ("batch", 2), ("image_size", 2)]
+    assert png.stat().st_size > 10_000
+    result, _ = run_script(tmp_path, "variants", "--models", "alexnet", "--paths", "ours", "--variants", "omp-mkl", "mkl-only",
+                           "--rounds", "1", "--no-eval", *TINY)
+    ratios = {r["variant"]: r["ratio_to_omp-mkl"] for r in result["records"]}
+    assert ratios["omp-mkl"] == 1.0 and ratios["mkl-only"] > 0
+
+
+@pytest.mark.parametrize("name", ["googlenet", "alexnet"])
+def test_fast_layers_prototype_gives_the_same_outputs_and_gradients(name):
+    bench = load_bench()
+    paddle.seed(0)
+    build = lambda: get_model(name, num_classes=5, dropout=0.0, **({"aux_dropout": 0.0} if name == "googlenet" else {}))  # noqa: E731
+    reference, patched = build(), build()
+    patched.set_state_dict(reference.state_dict())
+    bench.with_fast_layers(patched)
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype("float32"))
+    results = []
+    for model in (reference, patched):
+        outputs = model(x)  # training mode: GoogLeNet's auxiliary heads too
+        sum(o.sum() for o in (outputs if isinstance(outputs, tuple) else [outputs])).backward()
+        results.append(([o.numpy() for o in outputs] if isinstance(outputs, tuple) else [outputs.numpy()], [p.grad.numpy() for p in model.parameters()]))
+    for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):  # GEMM sizes differ: rounding only
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(a).max())
+
+
+def test_torch_googlenet_has_our_architecture():
+    pytest.importorskip("torch")
+    bench = load_bench()
+    ours = sum(int(np.prod(p.shape)) for p in get_model("googlenet", num_classes=102).parameters())
+    theirs = sum(p.numel() for p in bench.torch_googlenet(102).parameters())
+    assert theirs == ours
