@@ -488,7 +488,7 @@ def time_block(step, steps):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def round_robin(steps_by_path, args, images_per_step):
+def round_robin(steps_by_path, args):
     """Warm every path up, then time one block per path per trial, in turn; return {path: [(wall, cpu), ...]}.
 
     The short pause before each block lets the previous path's spinning OpenMP threads go to sleep
@@ -577,7 +577,7 @@ def measure_model(model, args, batch=None, wrap=None, images_per_step=None):
     for kind, index in (("train", 0), ("eval", 1)):
         if kind == "eval" and args.no_eval:
             continue
-        times = round_robin({path: steps[index] for path, steps in built.items() if steps[index] is not None}, args, images)
+        times = round_robin({path: steps[index] for path, steps in built.items() if steps[index] is not None}, args)
         summaries = {path: summarise(blocks, images) for path, blocks in times.items()}
         for path, summary in summaries.items():
             reference = summaries.get(REFERENCE)
@@ -829,6 +829,8 @@ def resolve_defaults(args):
         raise SystemExit(f"bench_speed.py: unknown path(s) {', '.join(unknown)}; valid: {', '.join(PATHS)}")
     if any(p.startswith("torch") for p in args.paths) and not torch_available:
         raise SystemExit("bench_speed.py: the torch paths need PyTorch (pip install torch); it is never a dependency of paddle-googlenet")
+    if args.plot and not _importable("matplotlib"):
+        raise SystemExit("bench_speed.py: --plot needs matplotlib (pip install matplotlib)")
     if args.mode == "curve" and args.models == list(MODELS):
         args.models = ["googlenet"]
     for name in ("batch", "image_size", "trials", "steps"):

@@ -150,7 +150,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
 
 
 def _log_progress(state, ctx, interval, batches, lr, img_per_s, elapsed, images_seen):
-    averages = interval.averages()
+    averages = interval.averages(all_ranks=True)
     step_seconds = elapsed / max(state.step_in_epoch, 1)
     remaining = (batches - state.step_in_epoch) * step_seconds + (ctx.epochs - state.epoch - 1) * batches * step_seconds
     scalars = {"train/loss": averages["loss"], "train/top1": averages["top1"], "train/lr": lr, "train/img_per_s": img_per_s}

@@ -316,15 +316,15 @@ def run(args):
                     flush=True,
                 )
         if main_process:
-            logger.log_hparams(hparams(args), {"val/best_top1": state.best_val_top1})
+            logger.log_hparams(hparams(args, scheduler), {"val/best_top1": state.best_val_top1})
     finally:
         logger.close()
     return 0
 
 
-def hparams(args):
-    keys = ("model", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_decay_rate", "lr_decay_samples", "aux_weight", "image_size", "seed")
-    return {key: getattr(args, key) for key in keys}
+def hparams(args, scheduler):
+    keys = ("model", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_decay_rate", "aux_weight", "image_size", "seed")
+    return {**{key: getattr(args, key) for key in keys}, "lr_decay_samples": scheduler.decay_samples}
 
 
 def sample_images(data, args, count=8):

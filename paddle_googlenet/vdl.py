@@ -83,7 +83,7 @@ def read_scalars(logdir):
 
 
 def pr_curve_tag(index, class_name, num_classes):
-    """Tag of one class's PR curve, e.g. ``val_pr_class/007_globe_thistle`` (sorted in class order)."""
+    """Tag of one class's PR curve, e.g. ``val_pr_class/009_globe_thistle`` (sorted in class order)."""
     width = max(3, len(str(num_classes - 1)))
     slug = re.sub(r"[^0-9A-Za-z]+", "_", class_name).strip("_")
     return f"{CLASS_PR_PREFIX}{index:0{width}d}_{slug}"

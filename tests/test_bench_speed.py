@@ -56,9 +56,11 @@ def test_point_reports_peak_memory(tmp_path):
 @pytest.mark.slow
 def test_curve_and_variants_run_children(tmp_path):
     png = tmp_path / "curve.png"
-    result, _ = run_script(tmp_path, "curve", "--paths", "ours", "--curve-batches", "1", "2", "--curve-sizes", "64", *TINY, "--plot", str(png))
+    plot = ["--plot", str(png)] if importlib.util.find_spec("matplotlib") else []
+    result, _ = run_script(tmp_path, "curve", "--paths", "ours", "--curve-batches", "1", "2", "--curve-sizes", "64", *TINY, *plot)
     assert [(r["axis"], r["batch"]) for r in result["records"]] == [("batch", 1), ("batch", 2), ("image_size", 2)]
-    assert png.stat().st_size > 10_000
+    assert all(r["peak_memory_mib"] > 0 for r in result["records"])
+    assert not plot or png.stat().st_size > 10_000
     result, _ = run_script(tmp_path, "variants", "--models", "alexnet", "--paths", "ours", "--variants", "omp-mkl", "mkl-only",
                            "--rounds", "1", "--no-eval", *TINY)
     ratios = {r["variant"]: r["ratio_to_omp-mkl"] for r in result["records"]}
