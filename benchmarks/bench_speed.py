@@ -157,70 +157,12 @@ def dygraph_steps(paddle, model, images, labels, wrap=None):
     return train_step, eval_step
 
 
-def ours(name, batch, image_size, num_classes, wrap=None, fast_layers=False):
+def ours(name, batch, image_size, num_classes, wrap=None):
     paddle = import_paddle()
     from paddle_googlenet.models import get_model
 
     model = get_model(name, num_classes=num_classes)
-    model = with_fast_layers(model) if fast_layers else model
     return dygraph_steps(paddle, model, *paddle_batch(paddle, batch, image_size, num_classes), wrap)
-
-
-def ours_fast_layers(name, batch, image_size, num_classes, wrap=None):
-    return ours(name, batch, image_size, num_classes, wrap, fast_layers=True)
-
-
-def with_fast_layers(model):
-    """Prototype of three proposed ``models`` changes that keep the arithmetic and the parameters:
-
-    * ``ConvReLU`` adds its bias as [N, C, H*W] + [C, 1]: ``nn.Conv2D`` adds it as
-      [N, C, H, W] + [1, C, 1, 1], a broadcast Paddle's CPU kernels run ~4x slower (forward and backward);
-    * training max pools run as ``max_pool2d(..., return_mask=True)`` (``max_pool2d_with_index``),
-      whose backward scatters through the saved argmax instead of searching every window again
-      (Paddle >= 3.0 only: 2.6's kernel ignores ``ceil_mode``);
-    * an Inception block runs its three 1x1 convolutions that read the same input as one convolution
-      with their weights (and biases) concatenated, then splits the result.
-    """
-    paddle = import_paddle()
-    from paddle_googlenet.models.googlenet import Inception
-    from paddle_googlenet.models.layers import ConvReLU
-
-    F = paddle.nn.functional
-
-    def conv_relu_forward(self, x):
-        conv = self.conv
-        y = F.conv2d(x, conv.weight, None, conv._stride, conv._updated_padding, conv._dilation, conv._groups)
-        _, c, h, w = y.shape
-        y = (y.reshape([0, c, h * w]) + conv.bias.reshape([c, 1])).reshape([0, c, h, w])
-        return F.relu(y)
-
-    # Paddle 2.6's max_pool2d_with_index ignores ceil_mode (27 instead of 28 rows from 56): keep the plain pool there.
-    pool_with_index = paddle.__version__ == "0.0.0" or int(paddle.__version__.split(".")[0]) >= 3
-
-    def max_pool_forward(self, x):
-        if not (self.training and pool_with_index):  # without a backward the plain kernel is the faster one
-            return F.max_pool2d(x, self.ksize, self.stride, self.padding, ceil_mode=self.ceil_mode)
-        return F.max_pool2d(x, self.ksize, self.stride, self.padding, ceil_mode=self.ceil_mode, return_mask=True)[0]
-
-    def inception_forward(self, x):
-        # The three 1x1 convolutions that read x run as one convolution with their weights stacked.
-        first = (self.conv1, self.conv3r, self.conv5r)
-        weight = paddle.concat([unit.conv.weight for unit in first])
-        bias = paddle.concat([unit.conv.bias for unit in first])
-        y = F.conv2d(x, weight)
-        _, c, h, w = y.shape
-        y = F.relu((y.reshape([0, c, h * w]) + bias.reshape([c, 1])).reshape([0, c, h, w]))
-        y1, y3r, y5r = paddle.split(y, [unit.conv.weight.shape[0] for unit in first], axis=1)
-        return paddle.concat([y1, self.conv3(y3r), self.conv5(y5r), self.proj(self.pool(x))], axis=1)
-
-    for layer in model.sublayers():
-        if isinstance(layer, ConvReLU):
-            layer.forward = conv_relu_forward.__get__(layer)
-        elif isinstance(layer, paddle.nn.MaxPool2D):
-            layer.forward = max_pool_forward.__get__(layer)
-        elif isinstance(layer, Inception):
-            layer.forward = inception_forward.__get__(layer)
-    return model
 
 
 def vision(name, batch, image_size, num_classes, wrap=None):
@@ -278,7 +220,7 @@ def ours_jit(name, batch, image_size, num_classes):
     return ours(name, batch, image_size, num_classes, wrap=paddle.jit.to_static)
 
 
-def ours_static(name, batch, image_size, num_classes, onednn=False, fast_layers=False, bf16=False):
+def ours_static(name, batch, image_size, num_classes, onednn=False, bf16=False):
     """The whole train step as one classic ("old IR") static program, optionally with oneDNN convolutions.
 
     Paddle reaches its oneDNN convolutions only from static programs (dygraph and ``to_static``
@@ -298,7 +240,6 @@ def ours_static(name, batch, image_size, num_classes, onednn=False, fast_layers=
             images = paddle.static.data("images", [batch, 3, image_size, image_size], "float32")
             labels = paddle.static.data("labels", [batch], "int64")
             model = get_model(name, num_classes=num_classes)
-            model = with_fast_layers(model) if fast_layers else model
             model.train()
             outputs = model(images)
             logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
@@ -350,8 +291,6 @@ def ours_static_onednn_bf16(name, batch, image_size, num_classes):
     return ours_static(name, batch, image_size, num_classes, onednn=True, bf16=True)
 
 
-def ours_static_onednn_fast_layers(name, batch, image_size, num_classes):
-    return ours_static(name, batch, image_size, num_classes, onednn=True, fast_layers=True)
 
 
 def torch_steps(name, batch, image_size, num_classes, channels_last=False, bf16=False):
@@ -402,12 +341,10 @@ def torch_bf16_cl(name, batch, image_size, num_classes):
 PATHS = {
     "ours": (ours, "paddle-googlenet, dygraph"),
     "vision": (vision, "paddle.vision.models, dygraph (the reference)"),
-    "ours-fastlayers": (ours_fast_layers, "paddle-googlenet, dygraph, with the proposed faster bias add and max pool (same arithmetic)"),
     "ours-nhwc": (ours_nhwc, "paddle-googlenet, dygraph, channels-last (NHWC) layers (googlenet only)"),
     "ours-jit": (ours_jit, "paddle-googlenet, paddle.jit.to_static model, dygraph optimizer"),
     "ours-static": (ours_static, "paddle-googlenet, whole step as one static program (classic IR)"),
     "ours-static-onednn": (ours_static_onednn, "as ours-static, conv2d and conv2d_grad on oneDNN"),
-    "ours-static-onednn-fastlayers": (ours_static_onednn_fast_layers, "ours-static-onednn with the proposed faster bias add and max pool"),
     "ours-static-onednn-bf16": (ours_static_onednn_bf16, "ours-static-onednn with bfloat16 convolutions (static AMP rewrite; training only)"),
     "torch": (torch_steps, "PyTorch eager, our GoogLeNet architecture (googlenet only)"),
     "torch-cl": (torch_cl, "PyTorch eager, channels_last"),
@@ -617,9 +554,9 @@ def data_parallel_compare(args, device):
     """``--nproc N``: N DataParallel processes (threads split between them on CPU), each with batch / N."""
     if args.batch % args.nproc:
         raise SystemExit(f"bench_speed.py: --batch {args.batch} is not divisible by --nproc {args.nproc}")
-    unsupported = [p for p in args.paths if p not in ("ours", "vision", "ours-fastlayers")]
+    unsupported = [p for p in args.paths if p not in ("ours", "vision")]
     if unsupported:
-        raise SystemExit(f"bench_speed.py: --nproc supports the dygraph paths ours, ours-fastlayers and vision, not {', '.join(unsupported)}")
+        raise SystemExit(f"bench_speed.py: --nproc supports the dygraph paths ours and vision, not {', '.join(unsupported)}")
     paddle = import_paddle()
     if device == "cpu":
         threads = int(os.environ.get("OMP_NUM_THREADS", "1"))

@@ -234,7 +234,7 @@ def spawn_ranks(args, argv):
     else:
         paddle.set_device("cpu")  # spawn picks gloo for the CPU
         threads = str(max(1, default_thread_count() // args.nproc))
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads  # inherited by the ranks
+        os.environ["MKL_NUM_THREADS"] = threads  # inherited by the ranks
     context = paddle.distributed.spawn(_rank_main, args=(argv,), nprocs=args.nproc, join=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: [os.kill(p.pid, signum) for p in context.processes if p.is_alive()])

@@ -197,6 +197,42 @@ def test_legacy_dropout_scales_at_inference_only():
     assert set(np.unique(kept)) <= {0.0, 1.0}  # mask only, no 1/(1-p) rescaling
 
 
+def values_and_gradients(forward, x, layer):
+    """Output and the gradients of ``layer``'s parameters and of ``x`` for the sum of ``forward(x)``."""
+    x = x.detach()
+    x.stop_gradient = False
+    out = forward(x)
+    out.sum().backward()
+    grads = [p.grad.numpy().copy() for p in layer.parameters()] + [x.grad.numpy()]
+    layer.clear_gradients()
+    return [out.numpy()] + grads
+
+
+def assert_same(fast, plain):
+    for a, b in zip(fast, plain):  # different GEMM shapes: rounding differences only
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+
+
+def test_fast_training_layers_compute_the_plain_layers_arithmetic():
+    """The CPU-speed versions (3-D bias add, argmax max pool, fused 1x1 reductions) change no number."""
+    paddle.seed(0)
+    x = paddle.randn([2, 192, 14, 14])
+    inception = get_model("googlenet").ince3a
+    inception.train()
+
+    def plain_inception(t):
+        conv = lambda unit, v: paddle.nn.functional.relu(paddle.nn.Conv2D.forward(unit.conv, v))  # noqa: E731
+        pooled = paddle.nn.functional.max_pool2d(t, 3, 1, 1, ceil_mode=True)
+        return paddle.concat([conv(inception.conv1, t), conv(inception.conv3, conv(inception.conv3r, t)),
+                              conv(inception.conv5, conv(inception.conv5r, t)), conv(inception.proj, pooled)], axis=1)
+
+    assert_same(values_and_gradients(inception, x, inception), values_and_gradients(plain_inception, x, inception))
+    pool = get_model("googlenet").pool1
+    pool.train()
+    plain_pool = lambda t: paddle.nn.functional.max_pool2d(t, 3, 2, ceil_mode=True)  # noqa: E731
+    assert_same(values_and_gradients(pool, x, pool), values_and_gradients(plain_pool, x, pool))
+
+
 def fill_from_numpy(model, seed=0):
     """Overwrite every parameter and buffer with values from a seeded NumPy generator."""
     rng = np.random.default_rng(seed)

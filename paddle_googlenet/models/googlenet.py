@@ -9,7 +9,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import ConvReLU, FCReLUDropout, avg_pool, linear, max_pool
+from .layers import ConvReLU, FCReLUDropout, add_channel_bias, avg_pool, linear, max_pool
 from .layers import dropout as dropout_layer
 from .registry import register_model
 
@@ -51,13 +51,17 @@ class Inception(nn.Layer):
         self.out_channels = ch1 + ch3 + ch5 + pool_proj
 
     def forward(self, x):
-        branches = [
-            self.conv1(x),
-            self.conv3(self.conv3r(x)),
-            self.conv5(self.conv5r(x)),
-            self.proj(self.pool(x)),
-        ]
-        return paddle.concat(branches, axis=1)
+        if not (self.training and paddle.is_grad_enabled()):  # evaluation, export, models.summary's MAC hooks
+            branches = [self.conv1(x), self.conv3(self.conv3r(x)), self.conv5(self.conv5r(x)), self.proj(self.pool(x))]
+            return paddle.concat(branches, axis=1)
+        # Training: the three 1x1 convolutions that read x run as one on their stacked weights (one
+        # larger GEMM, x read once, one input gradient instead of three to sum), split per branch after.
+        units = (self.conv1, self.conv3r, self.conv5r)
+        weight = paddle.concat([unit.conv.weight for unit in units])
+        bias = paddle.concat([unit.conv.bias for unit in units])
+        reduced = F.relu(add_channel_bias(F.conv2d(x, weight), bias))
+        out1, out3r, out5r = paddle.split(reduced, [unit.conv.weight.shape[0] for unit in units], axis=1)
+        return paddle.concat([out1, self.conv3(out3r), self.conv5(out5r), self.proj(self.pool(x))], axis=1)
 
 
 class InceptionAux(nn.Layer):

@@ -2,14 +2,34 @@
 
 import math
 
+import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingNormal, Normal
 
 
+def add_channel_bias(x, bias):
+    """``x + bias`` on the channels of an NCHW map, computed as [N, C, H*W] + [C, 1].
+
+    The same sums as ``nn.Conv2D``'s own bias add ([N, C, H, W] + [1, C, 1, 1]), but that 4-D
+    broadcast takes a slow path in Paddle's CPU kernels: this 3-D one is ~4x faster, forward and backward.
+    """
+    _, channels, height, width = x.shape
+    return (x.reshape([0, channels, height * width]) + bias.reshape([channels, 1])).reshape([0, channels, height, width])
+
+
+class Conv2D(nn.Conv2D):
+    """``nn.Conv2D`` (NCHW) whose bias is added by ``add_channel_bias``: same result, faster on CPU."""
+
+    def forward(self, x):
+        y = F.conv2d(x, self.weight, None, self._stride, self._updated_padding, self._dilation, self._groups)
+        return y if self.bias is None else add_channel_bias(y, self.bias)
+
+
 def conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
     """``img_conv`` weights: N(0, sqrt(2 / (k*k*C_in))) ("initial_smart"), bias initialised to 0."""
-    return nn.Conv2D(
+    return Conv2D(
         in_channels,
         out_channels,
         kernel_size,
@@ -47,9 +67,24 @@ def dropout(p):
     return nn.Dropout(p, mode="downscale_in_infer")
 
 
+# Paddle 2.6's max_pool2d_with_index ignores ceil_mode (27 rows from 56 instead of 28); 3.0 honours it.
+_POOL_WITH_INDEX = paddle.__version__ == "0.0.0" or int(paddle.__version__.split(".")[0]) >= 3
+
+
+class MaxPool(nn.MaxPool2D):
+    """Max pool in ceil mode that, while training, runs ``max_pool2d_with_index``: its backward
+    scatters through the saved argmax instead of searching each window again (1.3-2.7x faster
+    forward + backward on CPU). Evaluation keeps the plain kernel, faster without a backward."""
+
+    def forward(self, x):
+        if self.training and _POOL_WITH_INDEX:
+            return F.max_pool2d(x, self.ksize, self.stride, self.padding, ceil_mode=True, return_mask=True)[0]
+        return super().forward(x)
+
+
 def max_pool(kernel_size, stride, padding=0):
     """``img_pool`` (max): output size 1 + ceil((in + 2p - k) / s)."""
-    return nn.MaxPool2D(kernel_size, stride, padding=padding, ceil_mode=True)
+    return MaxPool(kernel_size, stride, padding=padding, ceil_mode=True)
 
 
 def avg_pool(kernel_size, stride):
