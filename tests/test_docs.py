@@ -30,18 +30,22 @@ def test_readme_model_table_matches_the_code():
 
 def commands(script):
     """Every `python <script> ...` command line written in the docs, with the file it is in."""
-    pattern = re.compile(rf"python (?:-m paddle\.distributed\.launch [^\n]*?)?{re.escape(script)}\b([^\n`|]*)")
+    pattern = re.compile(rf"python (?:-m paddle\.distributed\.launch [^\n]*?|-m )?{re.escape(script)}\b([^\n`|]*)")
     for doc in DOCS:
         for match in pattern.finditer(doc.read_text()):
             yield doc.name, match.group(1)
 
 
-def test_every_train_flag_in_the_docs_exists():
-    known = {option for action in get_args_parser()._actions for option in action.option_strings}
-    used = [(doc, flag) for doc, line in commands("train.py") for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", line)]
-    assert used, "no train.py command found in the docs"
+@pytest.mark.parametrize("script", ["train.py", "infer.py", "paddle_googlenet.export"])
+def test_every_flag_in_the_docs_exists(script):
+    from paddle_googlenet import export, inference
+
+    parser = {"train.py": get_args_parser, "infer.py": inference.get_args_parser, "paddle_googlenet.export": export.get_args_parser}[script]()
+    known = {option for action in parser._actions for option in action.option_strings}
+    used = [(doc, flag) for doc, line in commands(script) for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", line)]
+    assert used, f"no {script} command found in the docs"
     unknown = [(doc, flag) for doc, flag in used if flag not in known]
-    assert not unknown, f"flags in the docs that train.py does not have: {unknown}"
+    assert not unknown, f"flags in the docs that {script} does not have: {unknown}"
 
 
 # docs/googlenet.md and docs/figures.py: the figures and tables there are generated from the code.
