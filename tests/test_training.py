@@ -212,3 +212,13 @@ def test_nproc_spawns_ranks_with_the_launchers_results(tiny_lists, tmp_path):
     launch, spawn = final_weights(tmp_path / "launch"), final_weights(tmp_path / "spawn")
     for name in launch:
         np.testing.assert_allclose(spawn[name], launch[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+def test_googlenet_learns_the_real_digits(tmp_path):
+    """The README's quick start, shortened to 6 of its 12 epochs (about 3 minutes on 2 cores)."""
+    assert main(["googlenet", "--dataset", "digits", "--epochs", "6", "--output", str(tmp_path)]) == 0
+    metrics = read_metrics(tmp_path)
+    assert len(metrics) == 6
+    assert max(m["val_top1"] for m in metrics) >= 0.85, [round(m["val_top1"], 3) for m in metrics]
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"] / 2
