@@ -63,11 +63,12 @@ def get_args_parser():
     recipe.add_argument("--momentum", type=float, default=0.9, help="Momentum coefficient")
     recipe.add_argument("--weight-decay", type=float, default=5e-4, help="L2 decay on every parameter, as the legacy")
     recipe.add_argument("--lr-decay-rate", type=float, default=0.1, help="discexp: factor applied at each decay")
-    recipe.add_argument(
-        "--lr-decay-samples", type=int, default=LEGACY_DECAY_SAMPLES,
-        help="discexp: decay every this many training samples (lr = lr0 * rate^floor(samples/this))",
+    decay = recipe.add_mutually_exclusive_group()
+    decay.add_argument(
+        "--lr-decay-samples", type=int,
+        help=f"discexp: decay every this many training samples, lr = lr0 * rate^floor(samples/this) (legacy: {LEGACY_DECAY_SAMPLES})",
     )
-    recipe.add_argument("--lr-decay-epochs", type=float, help="convenience: decay every N epochs of the train split (overrides --lr-decay-samples)")
+    decay.add_argument("--lr-decay-epochs", type=float, help="or decay every N epochs of the train split (digits default: 8)")
     recipe.add_argument("--aux-weight", type=float, default=AUX_WEIGHT, help="GoogLeNet: weight of each auxiliary loss")
     recipe.add_argument("--image-size", type=int, help="input height and width in pixels, 64 or more (legacy: 224)")
     recipe.add_argument("--dropout", type=float, help="drop rate before the classifier (default: the model's legacy rate)")
@@ -95,7 +96,11 @@ def resolve_defaults(args):
     """Fill the flags left unset from the dataset's defaults and the legacy values."""
     if args.lr is None and "lr" not in DATASET_DEFAULTS[args.dataset]:
         args.lr = default_lr(args.model)
+    samples_given = args.lr_decay_samples is not None
     apply_dataset_defaults(args)
+    if samples_given:  # an explicit interval in samples replaces the dataset's interval in epochs
+        args.lr_decay_epochs = None
+    args.lr_decay_samples = args.lr_decay_samples or LEGACY_DECAY_SAMPLES
     args.output = args.output or os.path.join("output", args.model)
     args.logdir = args.logdir or os.path.join(args.output, "vdl")
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("image_size", 64), ("log_interval", 1), ("keep_checkpoints", 0)):

@@ -41,6 +41,18 @@ def test_defaults_follow_the_legacy_recipe():
     assert resolve_defaults(get_args_parser().parse_args(["resnet"])).lr == 0.1
 
 
+def test_digits_decay_after_8_epochs_unless_an_interval_is_given():
+    def resolved(*flags):
+        args = resolve_defaults(get_args_parser().parse_args(["googlenet", "--dataset", "digits", *flags]))
+        return args.lr_decay_epochs, args.lr_decay_samples
+
+    assert resolved() == (8, 4_480_000)  # the epochs interval wins in build_optimizer
+    assert resolved("--lr-decay-samples", "1000") == (None, 1000)
+    assert resolved("--lr-decay-epochs", "3") == (3, 4_480_000)
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["googlenet", "--lr-decay-samples", "1000", "--lr-decay-epochs", "3"])
+
+
 @pytest.mark.parametrize("batch", [128, 5])
 def test_discexp_schedule_matches_the_legacy_formula_at_its_boundaries(batch):
     lr0, rate, decay_samples = 0.01, 0.1, 640
