@@ -100,12 +100,15 @@ def resolve_defaults(args):
     apply_dataset_defaults(args)
     if samples_given:  # an explicit interval in samples replaces the dataset's interval in epochs
         args.lr_decay_epochs = None
-    args.lr_decay_samples = args.lr_decay_samples or LEGACY_DECAY_SAMPLES
+    if args.lr_decay_samples is None:
+        args.lr_decay_samples = LEGACY_DECAY_SAMPLES
     args.output = args.output or os.path.join("output", args.model)
     args.logdir = args.logdir or os.path.join(args.output, "vdl")
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("image_size", 64), ("log_interval", 1), ("keep_checkpoints", 0)):
         if getattr(args, name) < minimum:
             raise SystemExit(f"train.py: error: --{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
+    if args.lr_decay_samples <= 0 or (args.lr_decay_epochs is not None and args.lr_decay_epochs <= 0):
+        raise SystemExit("train.py: error: --lr-decay-samples and --lr-decay-epochs must be positive")
     return args
 
 

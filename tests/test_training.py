@@ -51,6 +51,9 @@ def test_digits_decay_after_8_epochs_unless_an_interval_is_given():
     assert resolved("--lr-decay-epochs", "3") == (3, 4_480_000)
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["googlenet", "--lr-decay-samples", "1000", "--lr-decay-epochs", "3"])
+    for flag in ("--lr-decay-samples", "--lr-decay-epochs"):
+        with pytest.raises(SystemExit, match="must be positive"):
+            resolved(flag, "0")
 
 
 @pytest.mark.parametrize("batch", [128, 5])
