@@ -53,6 +53,9 @@ AUX_WEIGHT = 0.3
 BF16_FP32_OPS = {"elementwise_add", "relu", "pool2d", "max_pool2d_with_index", "concat", "reshape2", "split"}
 VISION_224_ONLY = ("googlenet", "alexnet")  # paddle.vision's fc sizes are fixed for 224x224 input
 
+# What paddle_googlenet.device.keep_freed_memory() sets, as environment variables read at process start.
+HEAP_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+
 # Settings read once at process start, for ``variants`` (environment of the child, number of processes).
 VARIANTS = {
     "omp-mkl": ({"OMP_NUM_THREADS": "{t}", "MKL_NUM_THREADS": "{t}"}, 1),
@@ -61,6 +64,8 @@ VARIANTS = {
     "blocktime-0": ({"OMP_NUM_THREADS": "{t}", "MKL_NUM_THREADS": "{t}", "KMP_BLOCKTIME": "0"}, 1),
     "onednn-flag": ({"OMP_NUM_THREADS": "{t}", "MKL_NUM_THREADS": "{t}", "FLAGS_use_mkldnn": "1"}, 1),
     "dp-2x1": ({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, 2),
+    "heap-malloc": ({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "{t}", **HEAP_MALLOC}, 1),
+    "dp-2x1-heap": ({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **HEAP_MALLOC}, 2),
 }
 
 
@@ -85,6 +90,8 @@ def get_args_parser():
     parser.add_argument("--threads", type=int, help="CPU threads (OMP_NUM_THREADS and MKL_NUM_THREADS; default: the usable cores)")
     parser.add_argument("--nproc", type=int, default=1, help="compare: data-parallel processes (CPU: gloo, threads split; dygraph paths only)")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU when Paddle sees one")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc at its defaults (by default every path runs with freed memory kept for reuse, as train.py does)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     parser.add_argument("--profile", action="store_true", help="compare: print paddle.profiler's operator table of each Paddle path's train step")
     curve = parser.add_argument_group("curve")
@@ -113,6 +120,15 @@ def import_paddle():
     import paddle_googlenet  # noqa: F401  (sets the thread count before Paddle is imported)
 
     return paddle_googlenet.import_paddle()
+
+
+def apply_allocator_policy(args):
+    """Keep freed memory for reuse as train.py does (for every path of the process alike), unless --system-malloc."""
+    if not args.system_malloc:
+        import_paddle()
+        from paddle_googlenet.device import keep_freed_memory
+
+        keep_freed_memory()
 
 
 def paddle_batch(paddle, batch, image_size, num_classes, data_format="NCHW"):
@@ -532,6 +548,7 @@ def measure_model(model, args, batch=None, wrap=None, images_per_step=None):
 
 
 def compare(args):
+    apply_allocator_policy(args)
     device = select_device(args.device)
     if args.nproc > 1:
         return data_parallel_compare(args, device)
@@ -542,6 +559,7 @@ def compare(args):
 
 
 def _data_parallel_worker(args):
+    apply_allocator_policy(args)
     paddle = import_paddle()
     paddle.distributed.init_parallel_env()
     records = []
@@ -572,6 +590,7 @@ def data_parallel_compare(args, device):
 
 def point(args):
     """One path, one model, one batch and image size, in a fresh process: img/s and peak memory (for ``curve``)."""
+    apply_allocator_policy(args)
     device = select_device(args.device)
     args.no_eval = True
     start_peak = peak_memory_bytes()
@@ -582,7 +601,7 @@ def point(args):
     return {"mode": "point", "device": device, "records": records}
 
 
-def child_command(args, mode, **overrides):
+def child_command(args, mode, system_malloc=None, **overrides):
     """The command line of a child run of this script with the given settings."""
     settings = {"models": args.models, "paths": args.paths, "batch": args.batch, "image_size": args.image_size,
                 "num_classes": args.num_classes, "warmup": args.warmup, "trials": args.trials, "steps": args.steps,
@@ -593,6 +612,8 @@ def child_command(args, mode, **overrides):
         command += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     if args.no_eval or mode == "point":
         command.append("--no-eval")
+    if args.system_malloc if system_malloc is None else system_malloc:
+        command.append("--system-malloc")
     return command
 
 
@@ -635,7 +656,8 @@ def default_threads():
 
 def variant_environment(name, threads):
     env_settings, nproc = VARIANTS[name]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KMP_BLOCKTIME", "FLAGS_use_mkldnn")}
+    reset = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KMP_BLOCKTIME", "FLAGS_use_mkldnn", *HEAP_MALLOC)
+    env = {k: v for k, v in os.environ.items() if k not in reset}
     env.update({k: v.format(t=threads) for k, v in env_settings.items()})
     if nproc > 1:
         env["BENCH_KEEP_THREADS"] = "1"  # the variant sets the per-process threads itself
@@ -649,7 +671,8 @@ def variants(args):
     for _ in range(args.rounds):
         for name in args.variants:
             env, nproc = variant_environment(name, threads)
-            result = run_child(child_command(args, "compare", nproc=nproc), env=env)
+            # the variant's environment alone decides the allocator (HEAP_MALLOC or glibc's defaults)
+            result = run_child(child_command(args, "compare", system_malloc=True, nproc=nproc), env=env)
             if "error" in result:
                 print(f"variant {name}: {result['error']}", file=sys.stderr)
                 continue
@@ -682,7 +705,8 @@ def machine_summary(args):
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "load_average_at_start": LOAD_AT_START, "load_average": os.getloadavg(), "batch": args.batch, "image_size": args.image_size,
             "threads": args.threads or os.environ.get("MKL_NUM_THREADS") or default_threads(),
-            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "malloc": "glibc defaults" if args.system_malloc or args.mode == "variants" else "freed memory kept (as train.py)"}
     for name in ("paddle", "torch"):
         if name in sys.modules:
             info[name] = sys.modules[name].__version__

@@ -1,11 +1,35 @@
 """Device choice and mixed precision (float16 on GPU, bfloat16 where Paddle can use it on CPU)."""
 
 import contextlib
+import ctypes
+import os
+import platform
 import sys
 
 from . import distributed, import_paddle
 
 paddle = import_paddle()
+
+
+# glibc's mallopt() parameters (malloc.h) and the environment variables that set them at start-up.
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+
+def keep_freed_memory():
+    """Make glibc's malloc serve large tensors from its heap and keep freed memory for the next step.
+
+    By default glibc gives every allocation above 32 MiB (and, adaptively, many smaller ones) fresh
+    pages from mmap and unmaps them on free, so each step pays the kernel to zero-fill its activations
+    again: ~90,000 page faults per GoogLeNet training step at 224x224, batch 16; ~7,000 after this
+    call, and ~6 % more img/s on CPU, peak memory within 5 % (docs/performance.md). Call it before the
+    big allocations. Returns whether it took effect: not on other C libraries, and not when the
+    user chose a policy through MALLOC_* variables.
+    """
+    if platform.libc_ver()[0] != "glibc" or any(name in os.environ for name in MALLOC_ENV):
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    return bool(mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, 2**30))
 
 
 class DeviceError(Exception):

@@ -67,6 +67,19 @@ def test_curve_and_variants_run_children(tmp_path):
     assert ratios["omp-mkl"] == 1.0 and ratios["mkl-only"] > 0
 
 
+def test_children_run_under_the_allocator_policy_they_are_meant_to_measure():
+    bench = load_bench()
+    args = bench.resolve_defaults(bench.get_args_parser().parse_args(["curve", "--paths", "ours"]))
+    assert "--system-malloc" not in bench.child_command(args, "point")  # as train.py: freed memory kept
+    args.system_malloc = True
+    assert "--system-malloc" in bench.child_command(args, "point")
+    args.system_malloc = False  # variants: the variant's environment decides, never the child's default
+    assert "--system-malloc" in bench.child_command(args, "compare", system_malloc=True)
+    plain, _ = bench.variant_environment("mkl-only", 2)
+    heap, _ = bench.variant_environment("heap-malloc", 2)
+    assert not any(name.startswith("MALLOC_") for name in plain) and heap["MALLOC_MMAP_MAX_"] == "0"
+
+
 def test_torch_googlenet_has_our_architecture():
     pytest.importorskip("torch")
     bench = load_bench()

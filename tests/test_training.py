@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from paddle_googlenet.checkpoint import load_checkpoint
 from paddle_googlenet.engine import classification_loss
 from paddle_googlenet.models import GoogLeNetOutputs
 from paddle_googlenet.schedule import DiscreteExpDecay
+from paddle_googlenet import training
 from paddle_googlenet.training import get_args_parser, main, resolve_defaults
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,6 +153,48 @@ def test_unwritable_output_fails_before_training(tiny_lists, tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main(tiny_args(tiny_lists, blocker / "out")) == 2
     assert "cannot write to the output folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, kept", [((), True), (("--system-malloc",), False)])
+def test_train_keeps_freed_memory_unless_told_not_to(tiny_lists, tmp_path, monkeypatch, flags, kept):
+    calls = []
+    monkeypatch.setattr(training, "keep_freed_memory", lambda: calls.append("kept"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(tiny_args(tiny_lists, blocker / "out", *flags)) == 2  # stops right after the process set-up
+    assert calls == (["kept"] if kept else [])
+
+
+FRESH_BUFFER_FAULTS = """
+import ctypes, resource, sys
+from paddle_googlenet.device import keep_freed_memory
+took = keep_freed_memory() if sys.argv[1] == "keep" else None
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+def page_faults_of_a_new_64_mib_buffer():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = libc.malloc(2**26)
+    ctypes.memset(buffer, 1, 2**26)
+    libc.free(ctypes.c_void_p(buffer))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+page_faults_of_a_new_64_mib_buffer()  # the first one may grow the heap
+print(took, page_faults_of_a_new_64_mib_buffer())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_kept_memory_is_reused_without_page_faults():
+    def run(mode, **env):
+        out = subprocess.run([sys.executable, "-c", FRESH_BUFFER_FAULTS, mode], capture_output=True, text=True,
+                             env={**os.environ, **env}, check=True).stdout.split()
+        return out[0], int(out[1])
+
+    took, faults = run("default")
+    assert faults > 10_000  # 16,384 pages of 4 KiB, mapped and zero-filled afresh
+    took, faults = run("keep")
+    assert took == "True" and faults < 1_000
+    took, faults = run("keep", MALLOC_MMAP_MAX_="65536")  # the user's own policy wins
+    assert took == "False" and faults > 10_000
 
 
 def test_resume_of_a_missing_checkpoint_is_a_clear_error(tiny_lists, tmp_path, capsys):
