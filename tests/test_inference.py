@@ -110,6 +110,22 @@ def test_exported_model_predicts_what_the_checkpoint_predicts(export_dir, images
     assert top1_agreement(probs, reference_probs, min_margin=1e-4) == 1.0
 
 
+def test_exported_alexnet_with_its_fast_lrn_matches_dygraph(tmp_path):
+    import paddle
+    from paddle_googlenet.models import get_model
+
+    paddle.seed(0)
+    model = get_model("alexnet", num_classes=3)
+    model.eval()
+    metadata = {"model_name": "alexnet", "class_names": CLASS_NAMES,
+                "preprocess": {"image_size": 96, "mean": [0.5] * 3, "std": [0.25] * 3}}
+    predictor = ExportedPredictor(export.export_model(model, tmp_path / "alexnet", metadata), device="cpu")
+    batch = np.random.default_rng(0).normal(size=(2, 3, 96, 96)).astype("float32")
+    expected = paddle.nn.functional.softmax(model(paddle.to_tensor(batch))).numpy()
+    assert np.abs(expected - 1 / 3).max() > 1e-3  # the weights make a difference
+    np.testing.assert_allclose(predictor.predict(batch), expected, atol=1e-5)
+
+
 def test_bf16_runs_where_the_cpu_has_it_and_falls_back_otherwise(export_dir, images, reference_probs, capsys):
     predictor = ExportedPredictor(export_dir, device="cpu", precision="bf16")
     probs = predictor.predict(preprocess(predictor, images))

@@ -187,6 +187,22 @@ def test_legacy_layer_semantics():
     assert sum(isinstance(layer, paddle.nn.LocalResponseNorm) for layer in alexnet.sublayers()) == 2
 
 
+@pytest.mark.parametrize("size", [3, 4, 5])
+def test_fast_lrn_equals_paddles(size):
+    from paddle_googlenet.models.layers import LocalResponseNorm
+
+    paddle.seed(size)
+    x = paddle.randn([2, 7, 5, 6]) * 10  # large enough that the window sum moves the output
+    x.stop_gradient = False
+    ref, ours = paddle.nn.LocalResponseNorm(size, 1e-2, 0.75, 2.0), LocalResponseNorm(size, 1e-2, 0.75, 2.0)
+    expected, got = ref(x), ours(x)
+    assert float((expected / x).std()) > 0.05  # the normalisation does something
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    weights = paddle.randn(expected.shape)
+    np.testing.assert_allclose(paddle.grad((got * weights).sum(), x)[0].numpy(),
+                               paddle.grad((expected * weights).sum(), x)[0].numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_legacy_dropout_scales_at_inference_only():
     model = get_model("googlenet", aux_logits=False)
     x = paddle.ones([4, 1024])

@@ -52,6 +52,22 @@ class ConvReLU(nn.Layer):
         return self.relu(self.conv(x))
 
 
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` (NCHW), y = x (k + alpha/size · Σ x²)^-beta over ``size`` neighbouring
+    channels, with the channel sum computed as a 1×1 convolution of x² by a fixed banded [C, C] weight:
+    the same values within float rounding, 2-3x faster forward + backward on CPU than Paddle's pad +
+    3-D average pool (AlexNet's two LRNs were ~45 % of its training step)."""
+
+    def forward(self, x):
+        channels = x.shape[1]
+        index = paddle.arange(channels)
+        offset = index.unsqueeze(0) - index.unsqueeze(1)  # [i, j]: j - i
+        window = (offset >= -(self.size // 2)) & (offset <= (self.size - 1) // 2)  # Paddle's: c-2..c+2 for size 5
+        weight = (window.astype(x.dtype) * (self.alpha / self.size)).reshape([channels, channels, 1, 1])
+        # x * x, not x.square(): Paddle Inference's oneDNN run of square() here corrupts x for the product
+        return x * (F.conv2d(x * x, weight) + self.k).pow(-self.beta)
+
+
 def linear(in_features, out_features):
     """``fc`` weights: N(0, 1/sqrt(fan_in)), bias initialised to 0 (Paddle's default would be Xavier)."""
     return nn.Linear(
