@@ -1,4 +1,4 @@
-"""Device choice and mixed precision (float16 on GPU, bfloat16 where Paddle can use it on CPU)."""
+"""Device choice, mixed precision (float16 on GPU, bfloat16 where Paddle can use it on CPU), malloc policy."""
 
 import contextlib
 import ctypes
