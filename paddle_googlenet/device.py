@@ -22,7 +22,7 @@ def keep_freed_memory():
     By default glibc gives every allocation above 32 MiB (and, adaptively, many smaller ones) fresh
     pages from mmap and unmaps them on free, so each step pays the kernel to zero-fill its activations
     again: ~90,000 page faults per GoogLeNet training step at 224x224, batch 16; ~7,000 after this
-    call, and ~6 % more img/s on CPU, peak memory within 5 % (docs/performance.md). Call it before the
+    call: ~6 % more img/s on CPU for 0-15 % more peak memory (docs/performance.md). Call it before the
     big allocations. Returns whether it took effect: not on other C libraries, and not when the
     user chose a policy through MALLOC_* variables.
     """
