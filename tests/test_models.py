@@ -249,6 +249,27 @@ def test_fast_training_layers_compute_the_plain_layers_arithmetic():
     assert_same(values_and_gradients(pool, x, pool), values_and_gradients(plain_pool, x, pool))
 
 
+def test_channel_bias_gradient_equals_paddles_broadcast_add(monkeypatch):
+    """The bias add whose gradient is a GEMV (CPU training) gives Paddle's values and gradients."""
+    from paddle_googlenet.models import layers
+
+    calls = []
+    apply = layers.ChannelBiasAdd.apply
+    monkeypatch.setattr(layers.ChannelBiasAdd, "apply", lambda *args: calls.append(1) or apply(*args))
+    paddle.seed(3)
+    x, bias, weights = paddle.randn([3, 5, 4, 6]), paddle.randn([5]), paddle.randn([3, 5, 4, 6])
+    x.stop_gradient = bias.stop_gradient = False
+    plain = x + bias.reshape([1, 5, 1, 1])
+    fast = layers.add_channel_bias(x, bias)
+    assert calls, "training on the CPU should take the GEMV bias gradient"
+    np.testing.assert_allclose(fast.numpy(), plain.numpy(), rtol=1e-6)
+    for a, b in zip(paddle.grad((fast * weights).sum(), [x, bias]), paddle.grad((plain * weights).sum(), [x, bias])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+    with paddle.no_grad():
+        layers.add_channel_bias(x, bias)
+    assert len(calls) == 1  # no autograd, no PyLayer
+
+
 def fill_from_numpy(model, seed=0):
     """Overwrite every parameter and buffer with values from a seeded NumPy generator."""
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import ConvReLU, FCReLUDropout, add_channel_bias, avg_pool, linear, max_pool
+from .layers import ConvReLU, FCReLUDropout, add_channel_bias, avg_pool, linear, max_pool, relu_on_fresh
 from .layers import dropout as dropout_layer
 from .registry import register_model
 
@@ -59,7 +59,7 @@ class Inception(nn.Layer):
         units = (self.conv1, self.conv3r, self.conv5r)
         weight = paddle.concat([unit.conv.weight for unit in units])
         bias = paddle.concat([unit.conv.bias for unit in units])
-        reduced = F.relu(add_channel_bias(F.conv2d(x, weight), bias))
+        reduced = relu_on_fresh(add_channel_bias(F.conv2d(x, weight), bias))
         out1, out3r, out5r = paddle.split(reduced, [unit.conv.weight.shape[0] for unit in units], axis=1)
         return paddle.concat([out1, self.conv3(out3r), self.conv5(out5r), self.proj(self.pool(x))], axis=1)
 
