@@ -270,6 +270,22 @@ def test_channel_bias_gradient_equals_paddles_broadcast_add(monkeypatch):
     assert len(calls) == 1  # no autograd, no PyLayer
 
 
+@pytest.mark.parametrize("stride, padding", [(1, 2), (2, 1)])
+def test_unfold_convolution_equals_paddles(stride, padding):
+    from paddle_googlenet.models.layers import unfold_conv2d
+
+    paddle.seed(stride)
+    x, weight = paddle.randn([2, 3, 9, 11]), paddle.randn([4, 3, 5, 5])
+    x.stop_gradient = weight.stop_gradient = False
+    expected = paddle.nn.functional.conv2d(x, weight, stride=stride, padding=padding)
+    got = unfold_conv2d(x, weight, [stride, stride], padding)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    weights = paddle.randn(expected.shape)
+    for a, b in zip(paddle.grad((got * weights).sum(), [x, weight]), paddle.grad((expected * weights).sum(), [x, weight])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def fill_from_numpy(model, seed=0):
     """Overwrite every parameter and buffer with values from a seeded NumPy generator."""
     rng = np.random.default_rng(seed)

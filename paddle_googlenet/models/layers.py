@@ -10,6 +10,12 @@ from paddle.autograd import PyLayer
 from paddle.nn.initializer import Constant, KaimingNormal, Normal
 
 
+def recording_on_cpu(x):
+    """True when ``x`` is on the CPU and dygraph records its operations for a backward pass: where the
+    training-only CPU variants below pay off (traced, exported and GPU runs keep Paddle's own ops)."""
+    return paddle.in_dynamic_mode() and paddle.is_grad_enabled() and x.place.is_cpu_place()
+
+
 def add_channel_bias(x, bias):
     """``x + bias`` on the channels of an NCHW map, computed as [N, C, H*W] + [C, 1].
 
@@ -19,7 +25,7 @@ def add_channel_bias(x, bias):
     """
     _, channels, height, width = x.shape
     flat = x.reshape([0, channels, height * width])
-    if paddle.in_dynamic_mode() and paddle.is_grad_enabled() and not bias.stop_gradient and x.place.is_cpu_place():
+    if not bias.stop_gradient and recording_on_cpu(x):
         flat = ChannelBiasAdd.apply(flat, bias)
     else:
         flat = flat + bias.reshape([channels, 1])
@@ -43,11 +49,28 @@ class ChannelBiasAdd(PyLayer):
 
 
 class Conv2D(nn.Conv2D):
-    """``nn.Conv2D`` (NCHW) whose bias is added by ``add_channel_bias``: same result, faster on CPU."""
+    """``nn.Conv2D`` (NCHW, as ``conv2d`` builds it) with the same arithmetic, faster on the CPU: its bias
+    is added by ``add_channel_bias``, and in CPU training 5×5 kernels run as ``unfold_conv2d``."""
 
     def forward(self, x):
-        y = F.conv2d(x, self.weight, None, self._stride, self._updated_padding, self._dilation, self._groups)
+        if self._kernel_size == [5, 5] and recording_on_cpu(x):
+            y = unfold_conv2d(x, self.weight, self._stride, self._padding)
+        else:
+            y = F.conv2d(x, self.weight, None, self._stride, self._updated_padding, self._dilation, self._groups)
         return y if self.bias is None else add_channel_bias(y, self.bias)
+
+
+def unfold_conv2d(x, weight, stride, padding):
+    """``F.conv2d`` (NCHW, no groups or dilation, ``padding`` an int) as im2col (``F.unfold``) and one
+    batched matmul. Paddle's CPU convolution repeats the im2col in its backward; this keeps the columns
+    instead: 1.07-1.28x faster forward + backward for GoogLeNet's and AlexNet's 5×5 convolutions, for
+    ~100 MB more memory (GoogLeNet, batch 16), and slower for the other kernel sizes."""
+    batch, _, height, width = x.shape
+    out_channels, _, kernel_h, kernel_w = weight.shape
+    out_h = (height + 2 * padding - kernel_h) // stride[0] + 1
+    out_w = (width + 2 * padding - kernel_w) // stride[1] + 1
+    columns = F.unfold(x, [kernel_h, kernel_w], stride, padding)  # [N, C_in*kh*kw, out_h*out_w]
+    return paddle.matmul(weight.reshape([out_channels, -1]), columns).reshape([batch, out_channels, out_h, out_w])
 
 
 def conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
