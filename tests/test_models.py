@@ -286,6 +286,26 @@ def test_unfold_convolution_equals_paddles(stride, padding):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("size", [14, 15])  # 15: a last, partial window in ceil mode
+def test_average_pools_by_matrix_equal_paddles(size):
+    from paddle_googlenet.models.layers import GlobalAvgPool, avg_pool
+
+    paddle.seed(size)
+    x = paddle.randn([2, 3, size, size + 1])
+    weights_for = {}
+    for ours, paddles in [(avg_pool(5, 3), paddle.nn.AvgPool2D(5, 3, ceil_mode=True)),
+                          (GlobalAvgPool(), paddle.nn.AdaptiveAvgPool2D(1))]:
+        results = []
+        for pool in (ours, paddles):
+            t = x.detach()
+            t.stop_gradient = False
+            y = pool(t)
+            weights = weights_for.setdefault(id(ours), paddle.randn(y.shape))
+            results.append((y.numpy(), paddle.grad((y * weights).sum(), t)[0].numpy()))
+        for got, expected in zip(*results):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def fill_from_numpy(model, seed=0):
     """Overwrite every parameter and buffer with values from a seeded NumPy generator."""
     rng = np.random.default_rng(seed)

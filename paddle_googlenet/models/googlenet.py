@@ -9,7 +9,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import ConvReLU, FCReLUDropout, add_channel_bias, avg_pool, linear, max_pool, relu_on_fresh
+from .layers import (
+    ConvReLU, FCReLUDropout, GlobalAvgPool, add_channel_bias, avg_pool, linear, max_pool, relu_on_fresh,
+)
 from .layers import dropout as dropout_layer
 from .registry import register_model
 
@@ -136,7 +138,7 @@ class GoogLeNet(nn.Layer):
         self.pool4 = max_pool(3, 2)
         self.ince5a = Inception(*INCEPTION_CONFIGS["ince5a"])
         self.ince5b = Inception(*INCEPTION_CONFIGS["ince5b"])
-        self.pool5 = nn.AdaptiveAvgPool2D(1)
+        self.pool5 = GlobalAvgPool()
         self.dropout = dropout_layer(dropout)
         self.fc = linear(1024, num_classes)
         if aux_logits:

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -155,9 +156,51 @@ def max_pool(kernel_size, stride, padding=0):
     return MaxPool(kernel_size, stride, padding=padding, ceil_mode=True)
 
 
+def pooling_windows(size, kernel_size, stride):
+    """[size, outputs] 0/1 matrix of a 1-D pooling in ceil mode without padding: column j marks the
+    inputs of output j (a last, partial window included)."""
+    outputs = -(-(size - kernel_size) // stride) + 1
+    starts = np.arange(outputs)[None, :] * stride
+    inputs = np.arange(size)[:, None]
+    return ((inputs >= starts) & (inputs < starts + kernel_size)).astype("float32")
+
+
+def average_by_matrix(x, windows_h, windows_w):
+    """Average pooling as one product: [N, C, H*W] @ [H*W, out_h*out_w], each column the mean over a window.
+
+    Pooling is linear; as a GEMM its forward and backward are ~4x faster on the CPU than Paddle's pool kernels.
+    """
+    batch, channels, height, width = x.shape
+    matrix = np.kron(windows_h, windows_w)
+    matrix /= matrix.sum(axis=0)  # exclusive: a partial window averages only its inputs
+    y = paddle.matmul(x.reshape([batch, channels, height * width]), paddle.to_tensor(matrix, dtype=x.dtype))
+    return y.reshape([batch, channels, windows_h.shape[1], windows_w.shape[1]])
+
+
+class AvgPool(nn.AvgPool2D):
+    """``img_pool`` (avg): average pool in ceil mode, no padding; in CPU training, ``average_by_matrix``."""
+
+    def forward(self, x):
+        if not recording_on_cpu(x):
+            return super().forward(x)
+        return average_by_matrix(x, *(pooling_windows(size, self.ksize, self.stride) for size in x.shape[2:]))
+
+
+class GlobalAvgPool(nn.AdaptiveAvgPool2D):
+    """Mean over the whole map, [N, C, H, W] -> [N, C, 1, 1]; in CPU training, ``average_by_matrix``."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def forward(self, x):
+        if not recording_on_cpu(x):
+            return super().forward(x)
+        return average_by_matrix(x, *(np.ones([size, 1], "float32") for size in x.shape[2:]))
+
+
 def avg_pool(kernel_size, stride):
     """``img_pool`` (avg) in ceil mode."""
-    return nn.AvgPool2D(kernel_size, stride, ceil_mode=True)
+    return AvgPool(kernel_size, stride, ceil_mode=True)
 
 
 class FCReLUDropout(nn.Layer):
