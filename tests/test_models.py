@@ -93,12 +93,16 @@ def test_googlenet_accepts_other_sizes_in_training(size):
 
 
 def output_shapes(model, x, layer_names):
-    """Output shape (C, H, W or features) of the named sublayers for input x."""
+    """Output shape (C, H, W or features) of the named sublayers for input x.
+
+    Without autograd, so that every layer runs on its own (CPU training merges some, same shapes).
+    """
     layers = dict(model.named_sublayers())
     shapes, hooks = {}, []
     for name in layer_names:
         hooks.append(layers[name].register_forward_post_hook(lambda layer, inp, out, name=name: shapes.__setitem__(name, out.shape[1:])))
-    model(x)
+    with paddle.no_grad():
+        model(x)
     for hook in hooks:
         hook.remove()
     return shapes
@@ -304,6 +308,21 @@ def test_average_pools_by_matrix_equal_paddles(size):
             results.append((y.numpy(), paddle.grad((y * weights).sum(), t)[0].numpy()))
         for got, expected in zip(*results):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bias_and_relu_after_the_max_pool_change_no_number():
+    from paddle_googlenet.models.layers import ConvReLU, conv_relu_max_pool, max_pool
+
+    paddle.seed(4)
+    unit, pool, x = ConvReLU(3, 8, 3, padding=1), max_pool(3, 2), paddle.randn([2, 3, 15, 15])
+    unit.conv.bias.set_value(paddle.randn([8]) * 2 - 3)  # a bias that leaves many pooled values negative
+    unit.train()
+    pool.train()
+    fast = values_and_gradients(lambda t: conv_relu_max_pool(unit, pool, t), x, unit)
+    plain = values_and_gradients(lambda t: pool(unit(t)), x, unit)
+    assert (fast[0] == 0).mean() > 0.2  # the ReLU clips after the pool
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def fill_from_numpy(model, seed=0):

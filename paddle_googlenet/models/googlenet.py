@@ -10,7 +10,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .layers import (
-    ConvReLU, FCReLUDropout, GlobalAvgPool, add_channel_bias, avg_pool, linear, max_pool, relu_on_fresh,
+    ConvReLU, FCReLUDropout, GlobalAvgPool, add_channel_bias, avg_pool, conv_relu_max_pool, linear, max_pool,
+    relu_on_fresh,
 )
 from .layers import dropout as dropout_layer
 from .registry import register_model
@@ -147,9 +148,9 @@ class GoogLeNet(nn.Layer):
 
     def forward(self, x):
         # N x 3 x 224 x 224
-        x = self.pool1(self.conv1(x))  # N x 64 x 56 x 56 (conv1: 112)
-        x = self.conv2_2(self.conv2_1(x))  # N x 192 x 56 x 56
-        x = self.pool2(x)  # N x 192 x 28 x 28
+        x = conv_relu_max_pool(self.conv1, self.pool1, x)  # N x 64 x 56 x 56 (conv1: 112)
+        x = self.conv2_1(x)  # N x 64 x 56 x 56
+        x = conv_relu_max_pool(self.conv2_2, self.pool2, x)  # N x 192 x 28 x 28 (conv2_2: 56)
         x = self.ince3b(self.ince3a(x))  # N x 480 x 28 x 28
         x = self.pool3(x)  # N x 480 x 14 x 14
         x = self.ince4a(x)  # N x 512 x 14 x 14
