@@ -67,8 +67,9 @@ class Conv2D(nn.Conv2D):
 def unfold_conv2d(x, weight, stride, padding):
     """``F.conv2d`` (NCHW, no groups or dilation, ``padding`` an int) as im2col (``F.unfold``) and one
     batched matmul. Paddle's CPU convolution repeats the im2col in its backward; this keeps the columns
-    instead: 1.07-1.28x faster forward + backward for GoogLeNet's and AlexNet's 5×5 convolutions, for
-    ~100 MB more memory (GoogLeNet, batch 16), and slower for the other kernel sizes."""
+    instead: 1.07-1.28x faster forward + backward for GoogLeNet's and AlexNet's 5×5 convolutions, for the
+    kept columns' memory (~105 MB for GoogLeNet at batch 16). For 3×3 kernels, which Paddle's im2col
+    special-cases, and for the 7×7 stem it was no faster in the training step."""
     batch, _, height, width = x.shape
     out_channels, _, kernel_h, kernel_w = weight.shape
     out_h = (height + 2 * padding - kernel_h) // stride[0] + 1
