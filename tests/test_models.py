@@ -290,23 +290,23 @@ def test_unfold_convolution_equals_paddles(stride, padding):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def output_and_input_gradient(layer, x, weights):
+    x = x.detach()
+    x.stop_gradient = False
+    y = layer(x)
+    return y.numpy(), paddle.grad((y * weights).sum(), x)[0].numpy()
+
+
 @pytest.mark.parametrize("size", [14, 15])  # 15: a last, partial window in ceil mode
 def test_average_pools_by_matrix_equal_paddles(size):
     from paddle_googlenet.models.layers import GlobalAvgPool, avg_pool
 
     paddle.seed(size)
     x = paddle.randn([2, 3, size, size + 1])
-    weights_for = {}
     for ours, paddles in [(avg_pool(5, 3), paddle.nn.AvgPool2D(5, 3, ceil_mode=True)),
                           (GlobalAvgPool(), paddle.nn.AdaptiveAvgPool2D(1))]:
-        results = []
-        for pool in (ours, paddles):
-            t = x.detach()
-            t.stop_gradient = False
-            y = pool(t)
-            weights = weights_for.setdefault(id(ours), paddle.randn(y.shape))
-            results.append((y.numpy(), paddle.grad((y * weights).sum(), t)[0].numpy()))
-        for got, expected in zip(*results):
+        weights = paddle.randn(paddles(x).shape)
+        for got, expected in zip(output_and_input_gradient(ours, x, weights), output_and_input_gradient(paddles, x, weights)):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
