@@ -228,13 +228,12 @@ def test_sigterm_saves_latest_and_resume_finishes_the_run(tiny_lists, tmp_path):
 
 
 @pytest.mark.slow
-def assert_equal_but_for_rare_pool_ties(got, expected, name):
-    """Equal within float rounding, except that a few elements may move further: where two inputs of a max
-    pool differ by less than the two runs' rounding (batch halves summed apart), the pool's gradient may
-    pick the other one. A wrong reduction of the gradients would move every element."""
-    close = np.isclose(got, expected, rtol=1e-4, atol=1e-5)
-    assert close.mean() >= 0.995, f"{name}: {np.count_nonzero(~close)} of {close.size} elements differ"
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3 * max(np.abs(expected).max(), 1e-6), err_msg=name)
+def assert_close_over_the_tensor(got, expected, name):
+    """Equal up to float rounding, measured over the whole tensor. Element by element is too strict: where
+    two inputs of a max pool differ by less than the two runs' rounding (batch halves summed apart, other
+    thread counts), the pool's gradient may pick the other one, and a few elements move by more than
+    rounding. A wrong gradient reduction moves all of them (and the losses, compared below)."""
+    assert np.linalg.norm(got - expected) <= 1e-3 * np.linalg.norm(expected), name
 
 
 def test_two_process_data_parallel_matches_one_process(tiny_lists, tmp_path):
@@ -255,7 +254,7 @@ def test_two_process_data_parallel_matches_one_process(tiny_lists, tmp_path):
     single = final_weights(tmp_path / "single")
     for name in single:
         np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
-        assert_equal_but_for_rare_pool_ties(rank0[name], single[name], name)
+        assert_close_over_the_tensor(rank0[name], single[name], name)
     multi = read_metrics(tmp_path / "multi")
     assert len(multi) == 1 and multi[0]["global_step"] == 3  # only rank 0 writes; global batch 6 = 2 ranks x 3
     assert multi[0]["val_top1"] == pytest.approx(read_metrics(tmp_path / "single")[0]["val_top1"])
