@@ -229,11 +229,12 @@ def test_sigterm_saves_latest_and_resume_finishes_the_run(tiny_lists, tmp_path):
 
 @pytest.mark.slow
 def assert_close_over_the_tensor(got, expected, name):
-    """Equal up to float rounding, measured over the whole tensor. Element by element is too strict: where
-    two inputs of a max pool differ by less than the two runs' rounding (batch halves summed apart, other
-    thread counts), the pool's gradient may pick the other one, and a few elements move by more than
-    rounding. A wrong gradient reduction moves all of them (and the losses, compared below)."""
-    assert np.linalg.norm(got - expected) <= 1e-3 * np.linalg.norm(expected), name
+    """Equal but for float rounding and its consequences, measured over the whole tensor. Element by element
+    is too strict: where two inputs of a max pool differ by less than the two runs' rounding (batch halves
+    summed apart, other thread counts), the pool's gradient may pick the other one, and a few elements
+    move by more than rounding (in CI up to 0.1 % of a bias's norm after 3 steps; biases start at 0, so
+    that is 0.1 % of the update). Gradients not averaged over the ranks would move the biases by ~100 %."""
+    assert np.linalg.norm(got - expected) <= 1e-2 * np.linalg.norm(expected), name
 
 
 def test_two_process_data_parallel_matches_one_process(tiny_lists, tmp_path):
