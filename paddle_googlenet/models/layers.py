@@ -68,8 +68,8 @@ def unfold_conv2d(x, weight, stride, padding):
     """``F.conv2d`` (NCHW, no groups or dilation, ``padding`` an int) as im2col (``F.unfold``) and one
     batched matmul. Paddle's CPU convolution repeats the im2col in its backward; this keeps the columns
     instead: 1.07-1.28x faster forward + backward for GoogLeNet's and AlexNet's 5×5 convolutions, for the
-    kept columns' memory (~105 MB for GoogLeNet at batch 16). For 3×3 kernels, which Paddle's im2col
-    special-cases, and for the 7×7 stem it was no faster in the training step."""
+    kept columns' memory (~105 MB by their sizes for GoogLeNet at batch 16; its peak RSS rose 2 %). For 3×3
+    kernels, which Paddle's im2col special-cases, and for the 7×7 stem it was no faster in the training step."""
     batch, _, height, width = x.shape
     out_channels, _, kernel_h, kernel_w = weight.shape
     out_h = (height + 2 * padding - kernel_h) // stride[0] + 1
