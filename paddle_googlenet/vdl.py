@@ -11,19 +11,15 @@ resumed run continues its curves instead of restarting at 0. Tags (docs and test
   in a group VisualDL shows collapsed, ``val_pr_class/<index>_<class name>`` per class;
 * the run's hyper-parameters, with its final metrics as scalars ``whole_run/<name>``.
 
-How VisualDL 2.5.3 stores a run, and what that means for a resume:
+A run is a directory, and VisualDL shows one records file per directory. A process killed after
+its last checkpoint has already logged steps the resumed run will redo, so appending to its file
+would draw them twice. A resumed logger therefore appends to the run's file only when that holds
+nothing beyond ``resume_step``; otherwise the file VisualDL shows is replaced by one with the
+records up to ``resume_step`` (a running server must be restarted to drop the points it had read).
 
-* A run is a directory. Its reader and server show a single records file per directory, the one
-  whose name sorts last; other ``vdlrecords*`` files there are ignored.
-* ``LogWriter(file_name=...)`` appends to an existing file, but a process killed after its last
-  checkpoint has already logged the steps the resumed run will redo: appending would draw them twice.
-* A running ``visualdl`` server re-opens files by name and fails for good once one it has read
-  disappears, and it never forgets the points it has already read.
-
-So a resumed logger appends to the run's file when it holds nothing beyond ``resume_step``.
-Otherwise it copies the records up to ``resume_step`` into a new file whose name sorts last and
-empties the old file, keeping it as a 0-byte file so a running server keeps working (restart that
-server to drop the points it had read from the replaced file).
+This module uses VisualDL's public ``LogWriter`` and ``LogReader`` only. Everything that depends
+on VisualDL's internals (record format, file naming and order, PR-curve records) is in
+:mod:`paddle_googlenet.vdl_records`.
 """
 
 import contextlib
@@ -31,11 +27,11 @@ import io
 import os
 import re
 import shlex
-import struct
-import time
-import warnings
 
 import numpy as np
+
+from . import vdl_records
+from .vdl_records import displayed_record_file  # public here too: vdl.displayed_record_file
 
 TRAIN_TAGS = ("train/loss", "train/top1", "train/lr", "train/img_per_s")
 AUX_HEAD_TAGS = ("train/loss_aux1", "train/loss_aux2", "train/top1_aux1", "train/top1_aux2")
@@ -49,9 +45,6 @@ CLASS_PR_PREFIX = "val_pr_class/"
 HPARAM_METRIC_PREFIX = "whole_run/"
 PR_CURVE_THRESHOLDS = 33
 
-_RECORDS_MARK = "vdlrecords"  # VisualDL reads only files whose name contains this
-_RECORDS_NAME = re.compile(r"vdlrecords\.(\d+)\.log")
-_LENGTH_HEADER = struct.Struct("<Q")  # each record on disk: uint64 little-endian length, then bytes
 _MIN_IMAGE_SIDE = 96  # smaller images (e.g. 8x8 digits) are enlarged to stay visible in the UI
 _CLASSES_PER_CHART_COLUMN = 35
 
@@ -59,12 +52,6 @@ _CLASSES_PER_CHART_COLUMN = 35
 def open_command(logdir, port=8040):
     """The shell command that serves the curves of ``logdir`` at http://localhost:PORT."""
     return f"visualdl --logdir {shlex.quote(str(logdir))} --port {int(port)}"
-
-
-def displayed_record_file(logdir):
-    """Path of the records file VisualDL shows for ``logdir`` (the name sorting last), or None."""
-    names = _record_file_names(logdir)
-    return os.path.join(logdir, names[-1]) if names else None
 
 
 def read_scalars(logdir):
@@ -155,7 +142,7 @@ class TrainingLogger:
         visualdl = _import_visualdl()
         os.makedirs(self.logdir, exist_ok=True)
         if resume_step is None:
-            file_name = _new_file_name(self.logdir)
+            file_name = vdl_records.new_file_name(self.logdir)
         else:
             file_name = _file_continuing_run(self.logdir, int(resume_step))
         with contextlib.redirect_stdout(io.StringIO()):  # VisualDL prints a notice when appending
@@ -228,20 +215,16 @@ class TrainingLogger:
 
     def _write_pr_curves(self, step, probs, labels, class_names):
         # LogWriter.add_pr_curve calls np.float, removed in NumPy 1.24, so the curves are computed
-        # here (all classes at once) and written as VisualDL's own PR-curve records.
-        from visualdl.component.base_component import pr_curve_raw
-
+        # here (all classes at once) and written by vdl_records.add_pr_curve.
         num_classes = len(class_names)
         is_label = labels[:, None] == np.arange(num_classes)[None, :]
         pooled = pr_curves(probs.reshape(-1, 1), is_label.reshape(-1, 1))
         per_class = pr_curves(probs, is_label)
         tags = [ALL_CLASSES_PR_TAG] + [pr_curve_tag(i, name, num_classes) for i, name in enumerate(class_names)]
         rows = [(pooled, 0)] + [(per_class, i) for i in range(num_classes)]
-        walltime = round(time.time() * 1000)
-        file_writer = self._writer._get_file_writer()
         for tag, (curves, row) in zip(tags, rows):
-            values = {key: array[row].tolist() for key, array in curves.items()}
-            file_writer.add_record(pr_curve_raw(tag=tag, step=int(step), walltime=walltime, **values))
+            curve = {key: array[row] for key, array in curves.items()}
+            vdl_records.add_pr_curve(self._writer, tag, step, curve)
 
 
 def _import_visualdl():
@@ -255,83 +238,27 @@ def _import_visualdl():
     return visualdl
 
 
-def _record_file_names(logdir):
-    """Names of the VisualDL records files directly in ``logdir``, in VisualDL's sort order."""
-    if not os.path.isdir(logdir):
-        return []
-    return sorted(
-        name for name in os.listdir(logdir)
-        if _RECORDS_MARK in name and os.path.isfile(os.path.join(logdir, name))
-    )
-
-
-def _new_file_name(logdir):
-    """A records file name that sorts after every existing one, so VisualDL shows the new file."""
-    names = _record_file_names(logdir)
-    numbers = [int(match.group(1)) for match in map(_RECORDS_NAME.fullmatch, names) if match]
-    name = "vdlrecords.%010d.log" % max([int(time.time())] + [number + 1 for number in numbers])
-    if names and name <= names[-1]:
-        raise RuntimeError(
-            f"{os.path.join(logdir, names[-1])} sorts after {name}, so VisualDL would keep showing it "
-            f"instead of this run; move it out of {logdir}."
-        )
-    return name
-
-
 def _file_continuing_run(logdir, resume_step):
     """Name of the records file a run resumed at ``resume_step`` appends to.
 
     Keeps the displayed file when everything in it belongs to steps <= resume_step; otherwise
-    copies those records into a new file (atomically) and empties the old one.
+    replaces it by a file holding only those records.
     """
     old_path = displayed_record_file(logdir)
     if old_path is None:
-        return _new_file_name(logdir)
-    records, complete = _read_records(old_path)
-    kept = [raw for raw in records if _belongs_to_resumed_run(raw, resume_step)]
+        return vdl_records.new_file_name(logdir)
+    records, complete = vdl_records.read_records(old_path)
+    kept = [record for record in records if _belongs_to_resumed_run(record, resume_step)]
     if complete and len(kept) == len(records):
         return os.path.basename(old_path)
-    name = _new_file_name(logdir)
-    partial_path = os.path.join(logdir, ".resume-rewrite.partial")  # no "vdlrecords": ignored by VisualDL
-    with open(partial_path, "wb") as out:
-        for raw in kept:
-            out.write(_LENGTH_HEADER.pack(len(raw)) + raw)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial_path, os.path.join(logdir, name))
-    os.truncate(old_path, 0)
-    return name
+    return vdl_records.replace_displayed_file(logdir, kept)
 
 
-def _read_records(path):
-    """Serialized records of a VisualDL file and whether it ended cleanly (not cut by a kill)."""
-    with open(path, "rb") as stream:
-        data = stream.read()
-    records, offset = [], 0
-    while offset + _LENGTH_HEADER.size <= len(data):
-        (length,) = _LENGTH_HEADER.unpack_from(data, offset)
-        end = offset + _LENGTH_HEADER.size + length
-        if end > len(data):
-            break
-        records.append(data[offset + _LENGTH_HEADER.size:end])
-        offset = end
-    if offset != len(data):
-        warnings.warn(
-            f"{path}: the last record (from byte {offset} of {len(data)}) is incomplete, probably cut "
-            "by a kill; it is dropped.",
-            stacklevel=3,
-        )
-    return records, offset == len(data)
-
-
-def _belongs_to_resumed_run(raw_record, resume_step):
+def _belongs_to_resumed_run(record, resume_step):
     """True for records at steps <= resume_step, except the earlier process's hyper-parameters."""
-    from visualdl.proto.record_pb2 import Record
-
-    value = Record.FromString(raw_record).values[0]
-    if value.WhichOneof("one_value") == "hparam" or value.tag.startswith(HPARAM_METRIC_PREFIX):
+    if record.kind == "hyper_parameters" or record.tag.startswith(HPARAM_METRIC_PREFIX):
         return False
-    return value.id <= resume_step
+    return record.step <= resume_step
 
 
 def _stack_for_grid(tag, images):

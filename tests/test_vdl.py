@@ -1,5 +1,7 @@
 """VisualDL logging: tags and steps read back with VisualDL's own reader and server, across resumes."""
 
+import collections
+import contextlib
 import io
 import json
 import os
@@ -15,11 +17,11 @@ import urllib.request
 import numpy as np
 import pytest
 
-pytest.importorskip("visualdl")
+visualdl = pytest.importorskip("visualdl")
 from PIL import Image  # noqa: E402
-from visualdl import LogReader  # noqa: E402
+from visualdl import LogReader, LogWriter  # noqa: E402
 
-from paddle_googlenet import vdl  # noqa: E402
+from paddle_googlenet import vdl, vdl_records  # noqa: E402
 from paddle_googlenet.vdl import TrainingLogger  # noqa: E402
 
 
@@ -193,6 +195,82 @@ def test_images_become_one_grid(tmp_path):
     (record,) = LogReader(file_path=logger.file_path).get_data("image", "train/images")
     grid = Image.open(io.BytesIO(record.image.encoded_image_string))
     assert record.id == 0 and grid.size == (8 * 96, 2 * 96)  # 8 per row, 8x8 digits enlarged to 96x96
+
+
+@contextlib.contextmanager
+def failures_reported_as_a_visualdl_format_change():
+    try:
+        yield
+    except Exception as exc:
+        pytest.fail(
+            f"VisualDL {visualdl.__version__} does not store runs as paddle_googlenet/vdl_records.py expects "
+            "(verified with VisualDL 2.5.3): its record format or file rules changed. Re-check every point "
+            "that module's docstring says it relies on before using this VisualDL version.\n"
+            f"{type(exc).__name__}: {exc}"
+        )
+
+
+def values_by_tag(records):
+    """``{(kind, tag): [Record.Value, ...]}`` of vdl_records.read_records's records."""
+    grouped = collections.defaultdict(list)
+    for record in records:
+        grouped[(record.kind, record.tag)].append(record.value)
+    return dict(grouped)
+
+
+def values_by_tag_read_by_visualdl(path):
+    """The same, as VisualDL's own LogReader reads ``path``."""
+    reader = LogReader(file_path=path)
+    tags = [(kind, tag) for kind, kind_tags in reader.get_tags().items() for tag in kind_tags]
+    return {(kind, tag): list(reader.get_data(kind, tag)) for kind, tag in tags}
+
+
+def test_visualdl_record_format_is_the_one_vdl_records_relies_on(tmp_path):
+    """Fails with a clear message if a VisualDL upgrade changes what vdl_records.py relies on."""
+    logdir = str(tmp_path)
+    image = np.arange(5 * 4 * 3, dtype=np.uint8).reshape(5, 4, 3)
+    curve = {"tp": [3, 2, 0], "fp": [4, 1, 0], "tn": [0, 3, 4], "fn": [0, 1, 3],
+             "precision": [3 / 7, 2 / 3, 0.0], "recall": [1.0, 2 / 3, 0.0]}
+    with failures_reported_as_a_visualdl_format_change():
+        name = vdl_records.new_file_name(logdir)
+        with LogWriter(logdir=logdir, file_name=name) as writer:
+            writer.add_scalar(tag="a/loss", value=0.5, step=3)
+            writer.add_scalar(tag="a/loss", value=0.25, step=7)
+            writer.add_image(tag="a/image", img=image, step=7)
+            writer.add_hparams({"lr": 0.1, "model": "googlenet"}, ["a/loss"])
+        with LogWriter(logdir=logdir, file_name=name) as writer:  # appends to the file
+            vdl_records.add_pr_curve(writer, "b/pr", 9, curve)
+        path = os.path.join(logdir, name)
+        assert vdl_records.displayed_record_file(logdir) == path
+        assert LogReader(logdir=logdir).logs(update=True) == {logdir: name}
+
+        records, complete = vdl_records.read_records(path)
+        assert complete
+        records = [record for record in records if record.kind != "meta_data"]
+        assert [(record.kind, record.tag) for record in records] == [
+            ("scalar", "a/loss"), ("scalar", "a/loss"), ("image", "a/image"), ("hyper_parameters", "hparam"),
+            ("pr_curve", "b/pr")]
+        scalar_1, scalar_2, image_record, hparams, pr_curve = records
+        assert [scalar_1.step, scalar_2.step, image_record.step, pr_curve.step] == [3, 7, 7, 9]
+        assert [scalar_1.value.value, scalar_2.value.value] == [0.5, 0.25]
+        decoded = np.asarray(Image.open(io.BytesIO(image_record.value.image.encoded_image_string)))
+        np.testing.assert_array_equal(decoded, image)
+        infos = {info.name: getattr(info, info.WhichOneof("type")) for info in hparams.value.hparam.hparamInfos}
+        assert infos == {"lr": 0.1, "model": "googlenet"}
+        assert [info.name for info in hparams.value.hparam.metricInfos] == ["a/loss"]
+        stored_curve = pr_curve.value.pr_curve
+        for key, field in [("tp", "TP"), ("fp", "FP"), ("tn", "TN"), ("fn", "FN")]:
+            assert list(getattr(stored_curve, field)) == curve[key], key
+        np.testing.assert_allclose(stored_curve.precision, curve["precision"], rtol=1e-6)
+        np.testing.assert_allclose(stored_curve.recall, curve["recall"], rtol=1e-6)
+        assert values_by_tag_read_by_visualdl(path) == values_by_tag(vdl_records.read_records(path)[0])
+
+        kept = [record for record in records if record.step <= 7 and record.kind != "hyper_parameters"]
+        new_name = vdl_records.replace_displayed_file(logdir, kept)
+        assert LogReader(logdir=logdir).logs(update=True) == {logdir: new_name}
+        assert vdl_records.displayed_record_file(logdir) == os.path.join(logdir, new_name)
+        assert os.path.getsize(path) == 0
+        assert values_by_tag_read_by_visualdl(os.path.join(logdir, new_name)) == values_by_tag(kept)
 
 
 def free_port():
