@@ -20,7 +20,9 @@ import numpy as np
 
 from . import default_thread_count, import_paddle
 from .checkpoint import SUFFIX, CheckpointError, build_model, load_checkpoint
-from .data.folder import IMAGE_EXTENSIONS
+from .data.errors import DataError
+from .data.folder import IMAGE_EXTENSIONS, image_files, is_image_file
+from .data.lists import SHOWN_ERRORS, read_list_entries
 from .data.transforms import ImageReadError, build_eval_transform, load_image
 from .device import DeviceError, gpu_available
 from .export import METADATA_FILE, ExportError, is_export_dir, load_metadata, program_files
@@ -191,76 +193,56 @@ def _check_export_dir(path):
     raise InferenceError(f"{path} is a folder without {METADATA_FILE}; {MODEL_PATH_HELP}")
 
 
-def is_image_file(path):
-    return str(path).lower().endswith(IMAGE_EXTENSIONS)
-
-
-def images_in_folder(folder):
-    """Image files under ``folder``, recursively, folder by folder in sorted order; hidden entries skipped."""
-    found = []
-    for parent, subfolders, files in os.walk(folder, followlinks=True):
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        found.extend(os.path.join(parent, name) for name in sorted(files) if not name.startswith(".") and is_image_file(name))
-    return found
-
-
-def read_image_list(list_file):
-    """Image paths of a list file: one per line, an optional label column (after a tab or a space) ignored.
-
-    Relative paths are resolved against the list file's folder; blank lines and ``#`` comments are skipped.
-    """
-    list_file = Path(list_file)
-    try:
-        lines = list_file.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InferenceError(f"cannot read list file {list_file}: {getattr(exc, 'strerror', None) or exc}") from None
-    root = list_file.resolve().parent
-    paths = []
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        paths.append(str(root / _path_of_list_line(line, root)))
-    return paths
-
-
-def _path_of_list_line(line, root):
-    if "\t" in line:
-        return line.split("\t", 1)[0].strip()
-    parts = line.rsplit(None, 1)
-    if len(parts) == 2 and parts[1].lstrip("-").isdigit() and not (root / line).exists():
-        return parts[0]  # "path label": the legacy reader.py format with a space
-    return line
-
-
 def collect_images(inputs):
     """``(image paths, problems)`` for files, folders (searched recursively) and list files, in the given order.
 
-    A file with an image extension is an image; any other file is a list file. ``problems`` holds a
-    message for each input that does not exist, or yields no image.
+    A file with an image extension is an image; any other file is a list file (``read_image_list``).
+    ``problems`` holds a message for each input that does not exist or yields no image, and for
+    each list line that names no existing file.
     """
     images, problems = [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = images_in_folder(item)
+            found = image_files(item)
             if not found:
                 problems.append(f"{item}: no image files ({' '.join(IMAGE_EXTENSIONS)}) in this folder")
         elif path.is_file() and is_image_file(path):
             found = [item]
         elif path.is_file():
-            try:
-                found = read_image_list(path)
-            except InferenceError as exc:
-                problems.append(str(exc))
-                continue
-            if not found:
-                problems.append(f"{item}: an empty list file (expected one image path per line)")
+            found, list_problems = read_image_list(item)
+            problems.extend(list_problems)
         else:
             problems.append(f"{item}: no such file or folder")
             continue
         images.extend(found)
     return images, problems
+
+
+def read_image_list(list_file):
+    """``(image paths, problems)`` of a list file, read by ``data.lists`` as for training, labels ignored.
+
+    Lines naming no existing file are problems (the first ``SHOWN_ERRORS``, and how many more); if
+    no line names an existing file, the file is not a list of images: one problem says so.
+    """
+    try:
+        entries = read_list_entries(list_file)
+    except DataError as exc:
+        return [], [str(exc)]
+    if not entries:
+        return [], [f"{list_file}: an empty list file (expected one image path per line)"]
+    found, missing = [], []
+    for entry in entries:
+        (found if os.path.isfile(entry.file) else missing).append(entry)
+    if not found:
+        first = entries[0]
+        text = first.line if len(first.line) <= 40 else first.line[:40] + "…"
+        return [], [f"{list_file}: not a list of images: line {first.number} ({text!r}) names no existing file "
+                    "(a list file holds one image path per line, optionally a tab and a label)"]
+    problems = [f"{list_file}:{entry.number}: no such image file {entry.path}" for entry in missing[:SHOWN_ERRORS]]
+    if len(missing) > SHOWN_ERRORS:
+        problems.append(f"{list_file}: ... and {len(missing) - SHOWN_ERRORS} more lines naming no existing file")
+    return [entry.file for entry in found], problems
 
 
 def top_k(probs, class_names, k):

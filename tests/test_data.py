@@ -234,6 +234,8 @@ def test_list_space_separated_data_root_and_default_names(image_list, tmp_path):
         ("images/img1.jpg\tcat", r"train.txt:2: label 'cat' is not an integer"),
         ("images/img1.jpg\t1.5", r"train.txt:2: label '1.5' is not an integer"),
         ("images/img1.jpg\t-1", r"train.txt:2: label -1 is out of range"),
+        ("images/img1.jpg -1", r"train.txt:2: label -1 is out of range"),
+        ("images/img1.jpg cat", r"train.txt:2: expected '<image path><TAB><integer label>', got 'images/img1.jpg cat'"),
         ("images/img1.jpg\t3", r"train.txt:2: label 3 is out of range; expected 0..2 \(the labels file names 3"),
     ],
 )
@@ -280,6 +282,26 @@ def test_list_flag_errors(image_list):
     with pytest.raises(DataError, match="repeats class name"):
         build_datasets(make_args("list", train_list=image_list / "train.txt", val_list=image_list / "val.txt",
                                  labels=image_list / "names.txt"))
+
+
+def test_list_comments_and_bom_are_skipped_in_training_lists_too(image_list):
+    (image_list / "train.txt").write_text(
+        "# three classes\nimages/img0.jpg\t0\n  # an indented comment\n\nimages/img1.jpg 1\nimages/img2.jpg\t2\n",
+        encoding="utf-8-sig",
+    )
+    (image_list / "images" / "img 0.jpg").rename(image_list / "images" / "img0.jpg")
+    bundle = build_datasets(make_args("list", train_list=image_list / "train.txt", val_list=image_list / "val.txt"))
+    assert bundle.train.paths == [str(image_list / "images" / f"img{i}.jpg") for i in (0, 1, 2)]
+    assert bundle.train.labels.tolist() == [0, 1, 2]
+
+
+def test_list_messages_name_the_file_as_written(image_list, monkeypatch):
+    monkeypatch.chdir(image_list)
+    write_list(image_list / "train.txt", ["images/img1.jpg\t0", "images/img2.jpg"])
+    with pytest.raises(DataError, match=r"in list file \./train\.txt:\n  \./train\.txt:2: expected"):
+        build_datasets(make_args("list", train_list="./train.txt", val_list="./val.txt"))
+    with pytest.raises(DataError, match=r"list file \./nope\.txt does not exist"):
+        build_datasets(make_args("list", train_list="./nope.txt", val_list="./val.txt"))
 
 
 # ---------------------------------------------------------------- image folders

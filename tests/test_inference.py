@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from paddle_googlenet import export
+from paddle_googlenet.data.folder import read_image_folders
+from paddle_googlenet.data.lists import SHOWN_ERRORS, read_list_file
 from paddle_googlenet.data.transforms import build_eval_transform, load_image
 from paddle_googlenet.inference import (
     CheckpointPredictor,
@@ -17,7 +19,6 @@ from paddle_googlenet.inference import (
     collect_images,
     cpu_has_fast_bfloat16,
     main,
-    read_image_list,
 )
 from paddle_googlenet.training import main as train_main
 
@@ -143,9 +144,8 @@ def test_infer_on_a_file_a_folder_and_a_list_file(export_dir, images, tiny_lists
     code, out, err = run_main(capsys, export_dir, images[0], folder, val_list, "--topk", "2", "--batch-size", "5")
     assert code == 0, err
     blocks = text_blocks(out)
-    listed = read_image_list(val_list)
-    assert [path for path, _ in blocks] == [images[0], *images, *listed]
-    assert len(listed) == 6 and all(Path(path).parent == folder.resolve() for path in listed)
+    listed = [str(folder.resolve() / line.split("\t")[0]) for line in val_list.read_text().splitlines()]
+    assert len(listed) == 6 and [path for path, _ in blocks] == [images[0], *images, *listed]
     for _, topk in blocks:
         assert len(topk) == 2
         assert [prob for prob, _, _ in topk] == sorted((prob for prob, _, _ in topk), reverse=True)
@@ -197,21 +197,71 @@ def test_a_model_path_that_is_neither_a_checkpoint_nor_an_export_is_a_clear_erro
     assert err.startswith("error: ") and expected in err and "Traceback" not in err
 
 
+def touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
 def test_list_files_take_paths_with_or_without_a_label_column(tmp_path):
-    (tmp_path / "with space.png").write_bytes(b"")
-    (tmp_path / "list.txt").write_text(
-        "# a comment\n"
-        "a.jpg\t3\n"
-        "sub/b.png 7\n"
-        "with space.png\n"
-        "\n"
-        "/abs/c.jpg\n"
-    )
-    assert read_image_list(tmp_path / "list.txt") == [
-        str(tmp_path / "a.jpg"), str(tmp_path / "sub/b.png"), str(tmp_path / "with space.png"), "/abs/c.jpg",
+    other = touch(tmp_path / "elsewhere" / "c.jpg")
+    for name in ("a.jpg", "sub/b.png", "with space.png", "scan 7"):
+        touch(tmp_path / name)
+    list_file = tmp_path / "list.txt"
+    list_file.write_text(f"# a comment\na.jpg\t3\nsub/b.png 7\nwith space.png\n\n{other}\nscan 7\t0\nscan 7\n")
+    images, problems = collect_images([str(list_file), str(tmp_path / "nothing_here")])
+    assert images == [str(tmp_path / name) for name in ("a.jpg", "sub/b.png", "with space.png")] + [str(other), str(tmp_path / "scan 7")]
+    assert problems == [  # without a tab, a last word that is an integer is a label, whatever files exist
+        f"{list_file}:8: no such image file scan",
+        f"{tmp_path / 'nothing_here'}: no such file or folder",
     ]
-    images, problems = collect_images([str(tmp_path / "list.txt"), str(tmp_path / "nothing_here")])
-    assert len(images) == 4 and problems == [f"{tmp_path / 'nothing_here'}: no such file or folder"]
+
+
+def test_training_and_prediction_read_a_list_file_and_a_folder_alike(tmp_path):
+    names = ["tab\tin name.png", "my photo.png", "sub/c.png", "scan 2.png"]
+    for name in names:
+        touch(tmp_path / name)
+    list_file = tmp_path / "list.txt"
+    lines = ["# comment", "tab\tin name.png\t1", "my photo.png 2", "", "  sub/c.png\t0  ", "scan 2.png\t\t3"]
+    list_file.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    expected = [str(tmp_path / name) for name in names]
+    assert [path for path, _ in read_list_file(list_file)] == expected
+    assert collect_images([str(list_file)]) == (expected, [])
+    for name in ("B.PNG", "a.Jpg", ".hidden.png", ".cache/d.png", "z/e.webp", "notes.txt"):
+        touch(tmp_path / "data" / "train" / "cls" / name)
+    touch(tmp_path / "data" / "val" / "cls" / "v.png")
+    train, _, _ = read_image_folders(tmp_path / "data")
+    assert collect_images([str(tmp_path / "data" / "train")]) == ([path for path, _ in train], [])
+    assert [Path(path).name for path, _ in train] == ["B.PNG", "a.Jpg", "e.webp"]
+
+
+NOT_A_LIST = "names no existing file (a list file holds one image path per line, optionally a tab and a label)"
+
+
+def test_a_text_file_that_is_not_a_list_is_one_clear_error(export_dir, images, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("\nMeeting notes about the flowers model, 3 March\nAlice: retrain it with more tulips\n")
+    code, out, err = run_main(capsys, export_dir, "./notes.txt", images[0])
+    assert code == 1
+    assert [path for path, _ in text_blocks(out)] == [images[0]]
+    about_notes = [line for line in err.splitlines() if "notes" in line]
+    assert len(about_notes) == 1, err
+    assert about_notes[0].startswith("error: ./notes.txt: not a list of images: line 2 ('Meeting notes ")
+    assert about_notes[0].endswith(f"') {NOT_A_LIST}")
+    assert "cannot read image" not in err and "Traceback" not in err
+
+
+def test_missing_images_of_a_list_are_reported_by_line_and_the_others_predicted(export_dir, images, tmp_path, capsys):
+    list_file = tmp_path / "list.txt"
+    missing = [f"gone {i}.png" for i in range(SHOWN_ERRORS + 2)]
+    list_file.write_text("\n".join([f"{images[0]}\t0", *(f"{name}\t1" for name in missing), images[1]]) + "\n")
+    code, out, err = run_main(capsys, export_dir, list_file, "--json")
+    assert code == 1
+    assert [json.loads(line)["path"] for line in out.splitlines()] == images[:2]
+    errors = err.splitlines()
+    assert errors[:SHOWN_ERRORS] == [f"error: {list_file}:{i + 2}: no such image file {name}" for i, name in enumerate(missing[:SHOWN_ERRORS])]
+    assert errors[SHOWN_ERRORS].startswith(f"error: {list_file}: ... and 2 more")
+    assert "cannot read image" not in err and "Traceback" not in err
 
 
 def test_a_paddle_3_export_is_refused_clearly_where_only_pdmodel_is_readable(export_dir, monkeypatch):

@@ -1,7 +1,8 @@
 """Image folders in the ImageFolder convention: ``DIR/train/<class>/*`` and ``DIR/val/<class>/*``.
 
-Classes are the sub-folders of ``train/`` in sorted order (label = position). Images are found
-recursively by extension (case-insensitive); other files and hidden entries are ignored.
+Classes are the sub-folders of ``train/`` in sorted order (label = position). ``image_files`` is
+the one finder of images in a folder, for training and for ``infer.py``: recursively, folder by
+folder in sorted order, by extension (any case), hidden files and folders skipped.
 """
 
 import os
@@ -12,15 +13,17 @@ from .errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
 
 
-def _image_files(class_dir):
+def is_image_file(path):
+    """Whether ``path`` ends in one of ``IMAGE_EXTENSIONS``, in any case."""
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def image_files(folder):
+    """Image files under ``folder``, recursively, folder by folder in sorted order; hidden entries skipped."""
     found = []
-    for folder, subfolders, files in os.walk(class_dir, followlinks=True):
+    for parent, subfolders, files in os.walk(folder, followlinks=True):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        found.extend(
-            os.path.join(folder, name)
-            for name in sorted(files)
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        found.extend(os.path.join(parent, name) for name in sorted(files) if not name.startswith(".") and is_image_file(name))
     return found
 
 
@@ -61,5 +64,5 @@ def _samples(split_dir, class_names):
     samples = []
     for label, name in enumerate(class_names):
         if (split_dir / name).is_dir():
-            samples.extend((path, label) for path in _image_files(split_dir / name))
+            samples.extend((path, label) for path in image_files(split_dir / name))
     return samples
