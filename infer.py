@@ -2,8 +2,10 @@
 
 import sys
 
-import paddle_googlenet  # noqa: F401  (first: lets Paddle use every core)
-from paddle_googlenet.inference import main
+from paddle_googlenet import configure_threads
 
 if __name__ == "__main__":
+    configure_threads()  # before Paddle is imported: it would pin itself to one thread
+    from paddle_googlenet.inference import main
+
     sys.exit(main())

@@ -33,6 +33,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from paddle_googlenet import configure_threads  # noqa: E402
+
+configure_threads()  # before Paddle is imported: it would pin itself to one thread
 from paddle_googlenet.data import transforms  # noqa: E402
 from paddle_googlenet.data.datasets import ImageFileDataset  # noqa: E402
 from paddle_googlenet.data.loader import build_loader  # noqa: E402

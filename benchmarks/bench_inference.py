@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-import paddle_googlenet  # noqa: F401  (first: lets Paddle use every core)
-from paddle_googlenet import default_thread_count, import_paddle
+from paddle_googlenet.runtime import configure_threads, default_thread_count, import_paddle
+
+configure_threads()  # before Paddle is imported: it would pin itself to one thread
 from paddle_googlenet.checkpoint import build_model, load_checkpoint
 from paddle_googlenet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, make_preprocess
 from paddle_googlenet.export import export_model

@@ -120,24 +120,30 @@ def _importable(name):
     return importlib.util.find_spec(name) is not None
 
 
+def usage_error(message):
+    """Print ``message`` as argparse does and return the exit (status 2) to raise."""
+    print(f"bench_speed.py: error: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
 def resolve_defaults(args):
-    """Fill in the default paths and check the arguments; SystemExit with a message if they cannot run."""
+    """Fill in the default paths and check the arguments; exit with status 2 and a message if they cannot run."""
     torch_available = _importable("torch")
     if args.paths is None:
         args.paths = ["ours", "vision"] + (["torch"] if torch_available and args.mode in ("compare", "curve") else [])
     unknown = [p for p in args.paths if p not in PATHS]
     if unknown:
-        raise SystemExit(f"bench_speed.py: unknown path(s) {', '.join(unknown)}; valid: {', '.join(PATHS)} "
+        raise usage_error(f"unknown path(s) {', '.join(unknown)}; valid: {', '.join(PATHS)} "
                          "(paths of finished experiments are described in benchmarks/NOTES.md)")
     if any(p.startswith("torch") for p in args.paths) and not torch_available:
-        raise SystemExit("bench_speed.py: the torch paths need PyTorch (pip install torch); it is never a dependency of paddle-googlenet")
+        raise usage_error("the torch paths need PyTorch (pip install torch); it is never a dependency of paddle-googlenet")
     if args.plot and not _importable("matplotlib"):
-        raise SystemExit("bench_speed.py: --plot needs matplotlib (pip install matplotlib)")
+        raise usage_error("--plot needs matplotlib (pip install matplotlib)")
     if args.mode == "curve" and args.models == list(MODELS):
         args.models = ["googlenet"]
     for name in ("batch", "image_size", "trials", "steps"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"bench_speed.py: --{name.replace('_', '-')} must be at least 1")
+            raise usage_error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
@@ -175,7 +181,7 @@ def select_device(choice):
     paddle = import_paddle()
     gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if choice == "gpu" and not gpu:
-        raise SystemExit("bench_speed.py: --device gpu, but this Paddle sees no GPU")
+        raise usage_error("--device gpu, but this Paddle sees no GPU")
     device = "gpu" if gpu and choice != "cpu" else "cpu"
     paddle.set_device(device)
     os.environ["BENCH_DEVICE"] = device  # the torch paths follow Paddle's choice
@@ -249,10 +255,10 @@ def _data_parallel_worker(args):
 def data_parallel_compare(args, device):
     """``--nproc N``: N DataParallel processes (threads split between them on CPU), each with batch / N."""
     if args.batch % args.nproc:
-        raise SystemExit(f"bench_speed.py: --batch {args.batch} is not divisible by --nproc {args.nproc}")
+        raise usage_error(f"--batch {args.batch} is not divisible by --nproc {args.nproc}")
     unsupported = [p for p in args.paths if p not in DYGRAPH_PATHS]
     if unsupported:
-        raise SystemExit(f"bench_speed.py: --nproc supports the dygraph paths {', '.join(DYGRAPH_PATHS)}, not {', '.join(unsupported)}")
+        raise usage_error(f"--nproc supports the dygraph paths {', '.join(DYGRAPH_PATHS)}, not {', '.join(unsupported)}")
     paddle = import_paddle()
     if device == "cpu":
         threads = int(os.environ.get("MKL_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or default_threads())

@@ -20,7 +20,9 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))  # the repository, when run as ``python docs/figures.py``
 
-import paddle_googlenet  # noqa: E402,F401  (first: thread settings before Paddle)
+from paddle_googlenet import configure_threads  # noqa: E402
+
+configure_threads()  # before Paddle is imported
 from paddle_googlenet.models import get_model  # noqa: E402
 from paddle_googlenet.models.googlenet import INCEPTION_CONFIGS, Inception, InceptionAux  # noqa: E402
 from paddle_googlenet.models.layers import ConvReLU  # noqa: E402

@@ -1,8 +1,9 @@
 """Self-describing checkpoints, written atomically.
 
-A checkpoint is one ``paddle.save`` file holding the weights, the optimizer and LR-schedule state,
-the training position, the RNG state, and everything needed to rebuild and use the model without
-any other file: model name and constructor arguments, class names and preprocessing.
+A checkpoint is one ``paddle.save`` file holding the weights (and their moving average when the run
+kept one), the optimizer and LR-schedule state, the training position (from which every random draw
+of the run is derived), and everything needed to rebuild and use the model without any other file:
+model name and constructor arguments, class names and preprocessing.
 """
 
 import os
@@ -10,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import import_paddle
+from .runtime import import_paddle
 
 paddle = import_paddle()
 
@@ -91,12 +92,31 @@ def _rename_keys(state, prefixes):
     return renamed
 
 
-def build_model(state):
-    """The model a checkpoint describes, with its weights loaded, in eval mode."""
+WEIGHTS = ("auto", "weights", "ema")
+
+
+def chosen_weights(state, weights="auto"):
+    """``"weights"`` or ``"ema"``: which of a checkpoint's weights ``weights`` selects.
+
+    ``auto`` takes the ones the run judged its best checkpoint by (``train.py --best-of``): the EMA
+    for a run with ``--best-of ema``, the trained weights otherwise.
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if weights == "auto":
+        return "ema" if state.get("best_of") == "ema" and state.get("ema") is not None else "weights"
+    if weights == "ema" and state.get("ema") is None:
+        raise CheckpointError("this checkpoint holds no moving average of its weights (trained without --ema); use the weights")
+    return weights
+
+
+def build_model(state, weights="auto"):
+    """The model a checkpoint describes, with its trained or EMA weights (``chosen_weights``), in eval mode."""
     from .models import get_model
 
     model = get_model(state["model_name"], **state["model_kwargs"])
-    model.set_state_dict(state["model"])
+    values = state["ema"]["values"] if chosen_weights(state, weights) == "ema" else state["model"]
+    model.set_state_dict(values)
     model.eval()
     return model
 

@@ -1,4 +1,4 @@
-"""Device choice, mixed precision (float16 on GPU, bfloat16 where Paddle can use it on CPU), malloc policy."""
+"""Device choice, mixed precision (float16 on GPU; the CPU trains in float32) and the malloc policy of training."""
 
 import contextlib
 import ctypes
@@ -6,7 +6,8 @@ import os
 import platform
 import sys
 
-from . import distributed, import_paddle
+from . import distributed
+from .runtime import import_paddle
 
 paddle = import_paddle()
 
@@ -20,11 +21,11 @@ def keep_freed_memory():
     """Make glibc's malloc serve large tensors from its heap and keep freed memory for the next step.
 
     By default glibc gives every allocation above 32 MiB (and, adaptively, many smaller ones) fresh
-    pages from mmap and unmaps them on free, so each step pays the kernel to zero-fill its activations
-    again: ~90,000 page faults per GoogLeNet training step at 224x224, batch 16; ~7,000 after this
-    call: ~6 % more img/s on CPU for 0-15 % more peak memory (docs/performance.md). Call it before the
-    big allocations. Returns whether it took effect: not on other C libraries, and not when the
-    user chose a policy through MALLOC_* variables.
+    pages from mmap and unmaps them on free, so each step pays the kernel to zero-fill its
+    activations again; after this call freed memory stays in the heap for the next step, for
+    somewhat more peak memory (docs/performance.md). Call it before the big allocations. Returns
+    whether it took effect: not on other C libraries, and not when the user chose a policy through
+    MALLOC_* variables.
     """
     if platform.libc_ver()[0] != "glibc" or any(name in os.environ for name in MALLOC_ENV):
         return False
@@ -50,18 +51,13 @@ def select_device(choice="auto"):
             f"--device gpu: no GPU is usable (this Paddle was built {built} CUDA"
             f"{', but no device is visible' if built == 'with' else '; install paddlepaddle-gpu'}). Use --device cpu."
         )
-    if choice != "cpu" and gpu_available():
-        device = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
-    else:
-        device = "cpu"
-        if choice == "auto" and distributed.is_main_process():
-            print("notice: no GPU found, training on the CPU", file=sys.stderr)
+    device = f"gpu:{paddle.distributed.ParallelEnv().device_id}" if choice != "cpu" and gpu_available() else "cpu"
     paddle.set_device(device)
     return device
 
 
 class Precision:
-    """Float32, or automatic mixed precision: float16 (O1, loss scaling) on GPU, bfloat16 on CPU.
+    """Float32, or with ``amp`` on a GPU automatic mixed precision: float16 (O1) with loss scaling.
 
     Paddle's dygraph has no bfloat16 convolution kernels on CPU, so ``--amp`` on a CPU keeps float32
     and says so once, rather than pretending.

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import import_paddle
+from .runtime import import_paddle
 
 paddle = import_paddle()
 dist = paddle.distributed

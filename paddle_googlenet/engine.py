@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import distributed, import_paddle
+from . import distributed
+from .runtime import import_paddle
 from .models import GoogLeNetOutputs
 
 paddle = import_paddle()
@@ -35,13 +36,15 @@ class TrainState:
         return asdict(self)
 
 
-def classification_loss(outputs, labels, aux_weight=AUX_WEIGHT):
+def classification_loss(outputs, labels, aux_weight=AUX_WEIGHT, label_smoothing=0.0):
     """Cross-entropy of the main head plus ``aux_weight`` × each auxiliary head's (GoogLeNet).
 
-    Returns the total loss to minimise and the logits of each head keyed by metric suffix.
+    With ``label_smoothing`` ε every head's target is (1 - ε) on the label plus ε spread evenly over
+    all classes, and the losses are those smoothed cross-entropies. Returns the total loss to
+    minimise, the logits of each head and each head's loss, both keyed by metric suffix.
     """
     heads = dict(zip(HEADS, outputs)) if isinstance(outputs, GoogLeNetOutputs) else {"": outputs}
-    losses = {suffix: F.cross_entropy(logits, labels) for suffix, logits in heads.items()}
+    losses = {suffix: F.cross_entropy(logits, labels, label_smoothing=label_smoothing) for suffix, logits in heads.items()}
     total = losses[""] + aux_weight * sum(loss for suffix, loss in losses.items() if suffix)
     return total, heads, losses
 
@@ -89,10 +92,12 @@ class EpochContext:
 
     epochs: int
     aux_weight: float
+    label_smoothing: float
     log_interval: int
     world_size: int
     logger: object  # vdl.TrainingLogger
     stop_requested: object  # callable returning True after SIGINT/SIGTERM (on this rank)
+    ema: object = None  # ema.ModelEMA, updated after every optimizer step
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
@@ -115,7 +120,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
         labels = labels.reshape([-1]).astype("int64")
         with precision.autocast():
             outputs = model(images)
-            total, heads, losses = classification_loss(outputs, labels, ctx.aux_weight)
+            total, heads, losses = classification_loss(outputs, labels, ctx.aux_weight, ctx.label_smoothing)
         loss_value = float(losses[""])
         # One reduction for both checks keeps every rank on the same step (or they would wait forever).
         diverged, stop = distributed.all_reduce_sum([not math.isfinite(float(total)), ctx.stop_requested()])
@@ -129,6 +134,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, precision, state, ctx):
             break
         scheduler.start_batch(batch * ctx.world_size)
         precision.backward_and_step(total, optimizer)
+        if ctx.ema is not None:
+            ctx.ema.update()
         state.global_step += 1
         state.step_in_epoch += 1
         images_seen += batch

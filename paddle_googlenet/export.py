@@ -15,8 +15,13 @@ import os
 import sys
 from pathlib import Path
 
-from . import import_paddle
-from .checkpoint import CheckpointError, build_model, load_checkpoint
+if __name__ == "__main__":  # the command line: let Paddle use every core (before Paddle is imported)
+    from .runtime import configure_threads
+
+    configure_threads()
+
+from .runtime import import_paddle, paddle_major_version
+from .checkpoint import WEIGHTS, CheckpointError, build_model, chosen_weights, load_checkpoint
 
 paddle = import_paddle()
 
@@ -28,7 +33,8 @@ INPUT_NAME = "image"
 PIR_PROGRAM = MODEL_PREFIX + ".json"  # Paddle 3 (PIR)
 LEGACY_PROGRAM = MODEL_PREFIX + ".pdmodel"  # Paddle 2.x (ProgramDesc)
 PARAMS_FILE = MODEL_PREFIX + ".pdiparams"
-_WRITTEN_FILES = (PIR_PROGRAM, LEGACY_PROGRAM, PARAMS_FILE, PARAMS_FILE + ".info", METADATA_FILE)
+ONNX_FILE = MODEL_PREFIX + ".onnx"
+_WRITTEN_FILES = (PIR_PROGRAM, LEGACY_PROGRAM, PARAMS_FILE, PARAMS_FILE + ".info", METADATA_FILE, ONNX_FILE)
 MIN_IMAGE_SIZE = 64  # the smallest input every model accepts (docs/models.md)
 
 
@@ -49,8 +55,7 @@ class SoftmaxOutput(paddle.nn.Layer):
 
 def paddle_reads_pir():
     """Whether this Paddle can load PIR ``.json`` programs (Paddle 3 and development builds)."""
-    major = paddle.__version__.split(".")[0]
-    return not major.isdigit() or int(major) >= 3 or paddle.__version__.startswith("0.0.0")
+    return paddle_major_version() >= 3
 
 
 def resized_preprocess(preprocess, image_size):
@@ -63,18 +68,23 @@ def resized_preprocess(preprocess, image_size):
     return dict(preprocess, image_size=int(image_size), resize_size=round(image_size * ratio))
 
 
-def export_model(model, output_dir, metadata):
+def export_model(model, output_dir, metadata, overwrite=False):
     """Save ``model`` (eval mode, returning logits) for Paddle Inference, with ``metadata``; return the folder.
 
     ``metadata`` needs ``model_name``, ``class_names`` and ``preprocess``; the input and output
-    description, file names and Paddle version are added here. Earlier exports in the folder are replaced.
+    description, file names and Paddle version are added here. A folder that already holds an
+    export's files is an error, unless ``overwrite``: then they are replaced.
     """
     output_dir = Path(output_dir)
     size = int(metadata["preprocess"]["image_size"])
+    earlier = [name for name in _WRITTEN_FILES if (output_dir / name).exists()]
+    if earlier and not overwrite:
+        raise ExportError(f"{output_dir} already holds an export ({', '.join(earlier)}); choose another --output, "
+                          f"or replace it with --overwrite")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        for name in _WRITTEN_FILES:  # no stale program of the other format may survive
-            (output_dir / name).unlink(missing_ok=True)
+        for name in earlier:  # no stale program of the other format may survive
+            (output_dir / name).unlink()
     except OSError as exc:
         raise ExportError(f"cannot write to the output folder {output_dir} ({exc.strerror or exc}); choose another with --output") from exc
     model.eval()
@@ -99,8 +109,9 @@ def export_model(model, output_dir, metadata):
     return output_dir
 
 
-def export_checkpoint(checkpoint_path, output_dir, image_size=None):
-    """Export the model of a ``train.py`` checkpoint; ``image_size`` overrides its crop size. Returns the folder."""
+def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="auto", overwrite=False):
+    """Export the model of a ``train.py`` checkpoint; ``image_size`` overrides its crop size, ``weights``
+    chooses its trained or EMA weights (``checkpoint.chosen_weights``). Returns the folder."""
     state = load_checkpoint(checkpoint_path)
     preprocess = resized_preprocess(state["preprocess"], image_size)
     train_state = state.get("train_state", {})
@@ -113,9 +124,10 @@ def export_checkpoint(checkpoint_path, output_dir, image_size=None):
             "path": str(Path(checkpoint_path).resolve()),
             "epoch": train_state.get("epoch"),
             "global_step": train_state.get("global_step"),
+            "weights": chosen_weights(state, weights),
         },
     }
-    return export_model(build_model(state), output_dir, metadata)
+    return export_model(build_model(state, weights), output_dir, metadata, overwrite)
 
 
 def write_onnx(export_dir, opset=None):
@@ -126,7 +138,7 @@ def write_onnx(export_dir, opset=None):
         raise ExportError("--onnx needs the paddle2onnx package: pip install paddle2onnx (and onnxruntime to run it)") from exc
     export_dir = Path(export_dir)
     program, params = program_files(export_dir)
-    onnx_path = export_dir / (MODEL_PREFIX + ".onnx")
+    onnx_path = export_dir / ONNX_FILE
     options = {"opset_version": opset} if opset else {}
     paddle2onnx.export(str(program), str(params), str(onnx_path), optimize_tool="None", **options)
     if not onnx_path.is_file():
@@ -185,7 +197,11 @@ def get_args_parser():
         "one output (softmax probabilities), with class names and preprocessing in metadata.json.",
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a *.pdckpt file written by train.py")
-    parser.add_argument("--output", required=True, metavar="DIR", help="folder to write (files of an earlier export are replaced)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in DIR")
+    parser.add_argument("--weights", choices=WEIGHTS, default="auto",
+                        help="the checkpoint's trained weights or their moving average (--ema runs); auto: the ones its "
+                             "best checkpoint was chosen by (default: %(default)s)")
     parser.add_argument("--image-size", type=int, metavar="N",
                         help="input height and width of the exported program (default: the checkpoint's crop size)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx with paddle2onnx (pip install paddle2onnx)")
@@ -195,7 +211,7 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     try:
-        output = export_checkpoint(args.checkpoint, args.output, args.image_size)
+        output = export_checkpoint(args.checkpoint, args.output, args.image_size, args.weights, args.overwrite)
         onnx_path = write_onnx(output) if args.onnx else None
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

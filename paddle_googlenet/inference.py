@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import default_thread_count, import_paddle
-from .checkpoint import SUFFIX, CheckpointError, build_model, load_checkpoint
+from .runtime import default_thread_count, import_paddle
+from .checkpoint import SUFFIX, WEIGHTS, CheckpointError, build_model, chosen_weights, load_checkpoint
 from .data.errors import DataError
 from .data.folder import IMAGE_EXTENSIONS, image_files, is_image_file
 from .data.lists import SHOWN_ERRORS, read_list_entries
@@ -64,7 +64,7 @@ def cpu_has_fast_bfloat16():
 class CheckpointPredictor:
     """Dygraph evaluation of a ``train.py`` checkpoint, in float32."""
 
-    def __init__(self, path, device="auto", precision="fp32"):
+    def __init__(self, path, device="auto", precision="fp32", weights="auto"):
         state = load_checkpoint(path)
         self.device = resolve_device(device)
         paddle.set_device(self.device)
@@ -75,7 +75,11 @@ class CheckpointPredictor:
         self.model_name = state["model_name"]
         self.class_names = list(state["class_names"])
         self.preprocess = dict(state["preprocess"])
-        self.model = build_model(state)
+        try:
+            self.weights = chosen_weights(state, weights)
+        except CheckpointError as exc:
+            raise InferenceError(f"--weights {weights}: {path}: {exc}") from None
+        self.model = build_model(state, weights)
 
     def predict(self, batch):
         """Probabilities ``(N, classes)`` for a float32 ``(N, 3, H, W)`` batch."""
@@ -164,8 +168,12 @@ class ExportedPredictor:
         return self.output.copy_to_cpu()
 
 
-def open_predictor(model_path, device="auto", precision="fp32", threads=None, tensorrt=False, max_batch_size=32):
-    """The predictor for ``model_path``: a checkpoint file or an export folder (or a file inside one)."""
+def open_predictor(model_path, device="auto", precision="fp32", threads=None, tensorrt=False, max_batch_size=32, weights="auto"):
+    """The predictor for ``model_path``: a checkpoint file or an export folder (or a file inside one).
+
+    ``weights`` chooses a checkpoint's trained or EMA weights (``checkpoint.chosen_weights``); an export
+    holds the ones chosen when it was written.
+    """
     path = Path(model_path)
     if not path.exists():
         raise InferenceError(f"{path} does not exist; {MODEL_PATH_HELP}")
@@ -173,9 +181,11 @@ def open_predictor(model_path, device="auto", precision="fp32", threads=None, te
         path = path.parent  # e.g. model.json or metadata.json given instead of their folder
     if path.is_dir():
         _check_export_dir(path)
+        if weights != "auto":
+            notice(f"--weights applies to checkpoints; {path} holds the weights chosen when it was exported")
         return ExportedPredictor(path, device, precision, threads, tensorrt, max_batch_size)
     try:
-        return CheckpointPredictor(path, device, precision)
+        return CheckpointPredictor(path, device, precision, weights)
     except CheckpointError as exc:
         raise InferenceError(f"{exc}. {MODEL_PATH_HELP}") from None
 
@@ -315,6 +325,9 @@ def get_args_parser():
     parser.add_argument("--threads", type=int, metavar="N",
                         help=f"CPU math threads of an exported model (default: the usable cores, {default_thread_count()} here)")
     parser.add_argument("--tensorrt", action="store_true", help="exported models on GPU: run through TensorRT (fp32 or fp16)")
+    parser.add_argument("--weights", choices=WEIGHTS, default="auto",
+                        help="checkpoints: the trained weights or their moving average (--ema runs); auto: the ones the "
+                             "run chose its best checkpoint by (default: %(default)s)")
     return parser
 
 
@@ -326,7 +339,7 @@ def main(argv=None):
             print(f"infer.py: error: --{name.replace('_', '-')} must be at least {minimum}, got {value}", file=sys.stderr)
             return 2
     try:
-        predictor = open_predictor(args.model_path, args.device, args.precision, args.threads, args.tensorrt, args.batch_size)
+        predictor = open_predictor(args.model_path, args.device, args.precision, args.threads, args.tensorrt, args.batch_size, args.weights)
     except (InferenceError, ExportError, CheckpointError, DeviceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -343,7 +356,7 @@ def main(argv=None):
         print(format_json(result) if args.json else format_text(result), flush=True)
     if problems or failed:
         summary = [f"{failed} of {len(images)} images could not be read"] if failed else []
-        summary += [f"{len(problems)} input(s) gave no images"] if problems else []
+        summary += [f"{len(problems)} problem(s) with the inputs (above)"] if problems else []
         print(f"error: {'; '.join(summary)}", file=sys.stderr)
         return 1
     return 0

@@ -66,6 +66,11 @@ class StoredRecord(NamedTuple):
     raw: bytes
 
 
+def record_files(logdir):
+    """Paths of every records file directly in ``logdir``, in VisualDL's sort order (it shows the last)."""
+    return [os.path.join(logdir, name) for name in _record_file_names(logdir)]
+
+
 def displayed_record_file(logdir):
     """Path of the records file VisualDL shows for ``logdir`` (the name sorting last), or None."""
     names = _record_file_names(logdir)

@@ -3,6 +3,10 @@
 import numpy as np
 import pytest
 
+from paddle_googlenet import configure_threads
+
+configure_threads()  # before any test imports Paddle, as train.py and infer.py do
+
 
 def write_tiny_list_dataset(root, classes=3, per_class=8, size=72, seed=0):
     """PNG images of coloured squares, one colour per class, and train/val list files; returns the lists."""

@@ -1,21 +1,53 @@
-"""The docs stay true to the code: generated tables match it, and every flag they mention exists."""
+"""The docs stay true to the code.
+
+* Generated tables and diagrams are what the code produces now.
+* The figures the docs quote are those computed from the code, or recorded in docs/data/: the tests
+  look for each number (formatted as the docs write it), not for the sentences around it, so the prose
+  can be reworded freely.
+* Every command the docs show names a script, module or test file that exists, uses only flags its
+  parser has, and, in a shell code block, parses as written.
+"""
 
 import re
+import shlex
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
 
 from paddle_googlenet.models import get_model, list_models
 from paddle_googlenet.models.summary import count_parameters, markdown_table, total_macs
-from paddle_googlenet.training import get_args_parser
+from paddle_googlenet.training import UsageError, get_args_parser, resolve_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
+def flat(text):
+    """``text`` with every run of whitespace made one space: independent of line wrapping."""
+    return " ".join(text.split())
+
+
+def quoted(text, number):
+    """Whether the formatted ``number`` appears in ``text`` as a whole number, not inside a longer one."""
+    return re.search(rf"(?<![\d.,]){re.escape(number)}(?!\d|[.,]\d)", text) is not None
+
+
+def missing_numbers(text, numbers):
+    text = flat(text)
+    return [number for number in numbers if not quoted(text, number)]
+
+
+# Generated tables -------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("name", ["googlenet", "alexnet", "vgg16", "resnet50"])
 def test_models_md_layer_tables_match_the_code(name):
-    assert markdown_table(name) in (REPO / "docs" / "models.md").read_text()
+    table = markdown_table(name)
+    assert table in (REPO / "docs" / "models.md").read_text(), (
+        f"the {name} table of docs/models.md is out of date; regenerate it with "
+        f"`python -m paddle_googlenet.models.summary {name}`:\n{table}"
+    )
 
 
 def test_readme_model_table_matches_the_code():
@@ -28,24 +60,99 @@ def test_readme_model_table_matches_the_code():
         assert f"{total_macs(model) / 1e9:.2f} G" in row, row
 
 
-def commands(script):
-    """Every `python <script> ...` command line written in the docs, with the file it is in."""
-    pattern = re.compile(rf"python (?:-m paddle\.distributed\.launch [^\n]*?|-m )?{re.escape(script)}\b([^\n`|]*)")
+# Commands -----------------------------------------------------------------------------------------
+
+SCRIPTS = ("train.py", "infer.py", "paddle_googlenet.export")
+COMMAND = re.compile(
+    r"python (?:-m paddle\.distributed\.launch [^\n`|]*?|-m )?(?P<script>train\.py|infer\.py|paddle_googlenet\.export)\b"
+    r"(?P<args>[^\n`|]*)"
+)
+SHELL_BLOCKS = {"", "bash", "sh", "shell", "console"}
+Command = namedtuple("Command", ["doc", "script", "words", "in_shell_block", "line"])
+
+
+def shell_words(text):
+    """The arguments of a command line: up to a comment or a shell operator, split as the shell would."""
+    text = re.split(r"(?:^|\s)#", text)[0]
+    text = re.split(r"\s(?:&&|\|\||;|>|<|2>)\s?", text)[0]
+    try:
+        return shlex.split(text)
+    except ValueError:  # prose after an inline command, with an apostrophe
+        return text.split()
+
+
+def documented_commands():
+    """Every ``python train.py``, ``infer.py`` or ``paddle_googlenet.export`` command in the docs, in code
+    blocks or inline, with whether it is in a shell code block (and so meant to be run as written)."""
     for doc in DOCS:
-        for match in pattern.finditer(doc.read_text()):
-            yield doc.name, match.group(1)
+        fence = None
+        for line in doc.read_text().replace("\\\n", " ").splitlines():
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                fence = None if fence is not None else stripped[3:].strip()
+                continue
+            for match in COMMAND.finditer(line):
+                yield Command(doc.name, match["script"], shell_words(match["args"]), fence in SHELL_BLOCKS, stripped)
 
 
-@pytest.mark.parametrize("script", ["train.py", "infer.py", "paddle_googlenet.export"])
-def test_every_flag_in_the_docs_exists(script):
+def parser_of(script):
     from paddle_googlenet import export, inference
 
-    parser = {"train.py": get_args_parser, "infer.py": inference.get_args_parser, "paddle_googlenet.export": export.get_args_parser}[script]()
+    return {"train.py": get_args_parser, "infer.py": inference.get_args_parser, "paddle_googlenet.export": export.get_args_parser}[script]()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_flag_in_the_docs_exists(script):
+    parser = parser_of(script)
     known = {option for action in parser._actions for option in action.option_strings}
-    used = [(doc, flag) for doc, line in commands(script) for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", line)]
-    assert used, f"no {script} command found in the docs"
-    unknown = [(doc, flag) for doc, flag in used if flag not in known]
+    found = [command for command in documented_commands() if command.script == script]
+    assert found, f"no {script} command found in the docs"
+    unknown = [(command.doc, word) for command in found for word in command.words
+               if word.startswith("--") and word.split("=")[0] not in known]
     assert not unknown, f"flags in the docs that {script} does not have: {unknown}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_command_in_a_shell_block_parses(script, capsys):
+    runnable = [command for command in documented_commands()
+                if command.script == script and command.in_shell_block and not {"--help", "-h"} & set(command.words)]
+    assert runnable, f"no runnable {script} command found in the docs"
+    for command in runnable:
+        try:
+            args = parser_of(script).parse_args(command.words)
+            if script == "train.py":
+                resolve_defaults(args)  # the ranges and combinations train.py checks before anything else
+        except (SystemExit, UsageError) as exc:
+            pytest.fail(f"{command.doc}: `{command.line}` does not run as written: {exc} {capsys.readouterr().err.strip()}")
+
+
+def test_every_python_command_names_a_file_or_module_that_exists():
+    scripts = re.compile(r"python ((?:[\w.-]+/)*[\w.-]+\.py)\b")  # python train.py, python benchmarks/x.py
+    modules = re.compile(r"python -m (paddle_googlenet(?:\.\w+)*)")
+    tests = re.compile(r"python -m pytest ((?:tests/)[\w/.-]+\.py)")
+    named, missing = [], []
+    for doc in DOCS:
+        text = doc.read_text()
+        for path in scripts.findall(text) + tests.findall(text):
+            named.append(path)
+            if not (REPO / path).is_file():
+                missing.append((doc.name, path))
+        for module in modules.findall(text):
+            named.append(module)
+            base = REPO / module.replace(".", "/")
+            if not (base.with_suffix(".py").is_file() or (base / "__main__.py").is_file()):
+                missing.append((doc.name, f"-m {module}"))
+    assert any(name.startswith("paddle_googlenet") for name in named), "no python -m paddle_googlenet... command found"
+    assert not missing, f"commands in the docs that name no file or module of this repository: {missing}"
+
+
+def test_docs_cite_only_files_of_this_repository():
+    for doc in DOCS:
+        if doc.name == "performance.md":  # rewritten separately
+            continue
+        text = doc.read_text()
+        for absent in ("legacy" + "-spec", "legacy" + " spec", "cpu" + "-baseline", "shared" + "/reference"):
+            assert absent not in text, f"{doc.name} cites {absent!r}, which is not in this repository"
 
 
 # docs/googlenet.md and docs/figures.py: the figures and tables there are generated from the code.
@@ -74,6 +181,12 @@ def googlenet_units(figures):
 @pytest.fixture(scope="module")
 def googlenet_md():
     return (REPO / "docs" / "googlenet.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def digits_run(figures):
+    """The records of the digits run that googlenet.md §9 describes (docs/data/digits_metrics.jsonl)."""
+    return figures.read_metrics(figures.METRICS_FILE)
 
 
 def test_googlenet_md_tables_match_the_code(figures, googlenet_units, googlenet_md):
@@ -106,12 +219,11 @@ def test_figures_py_runs(figures, tmp_path):
 
 
 def test_every_figures_py_command_in_the_docs_parses(figures):
-    import shlex
-
-    lines = [line.split("#")[0] for _, line in commands("docs/figures.py")]
+    pattern = re.compile(r"python docs/figures\.py\b([^\n`|]*)")
+    lines = [match.group(1) for doc in DOCS for match in pattern.finditer(doc.read_text())]
     assert lines, "no docs/figures.py command found in the docs"
     for line in lines:
-        figures.get_args_parser().parse_args(shlex.split(line))  # exits on an unknown flag
+        figures.get_args_parser().parse_args(shell_words(line))  # exits on an unknown flag
 
 
 def test_reduction_arithmetic_quoted_in_googlenet_md(figures, googlenet_md):
@@ -119,63 +231,73 @@ def test_reduction_arithmetic_quoted_in_googlenet_md(figures, googlenet_md):
     assert numbers["direct_weights"] == 192 * 5 * 5 * 96 == 460_800
     assert numbers["reduced_weights"] == 192 * 1 * 1 * 32 + 32 * 5 * 5 * 96 == 82_944
     assert numbers["direct_macs"] == 460_800 * 28 * 28 and numbers["reduced_macs"] == 82_944 * 28 * 28
-    for value in numbers.values():
-        assert f"{value:,}" in googlenet_md, value
-    assert f"{numbers['direct_weights'] / numbers['reduced_weights']:.1f} times fewer weights" in googlenet_md
+    quotes = [f"{value:,}" for value in numbers.values()]
+    quotes.append(f"{numbers['direct_weights'] / numbers['reduced_weights']:.1f}")  # how many times fewer
+    assert not missing_numbers(googlenet_md, quotes)
 
 
 def test_other_numbers_quoted_in_googlenet_md(figures, googlenet_units, googlenet_md):
-    prose = " ".join(googlenet_md.split())  # independent of line wrapping
-    assert figures.depth_with_parameters(googlenet_units) == 22 and "**22 layers**" in prose
+    import paddle
+
+    depth = figures.depth_with_parameters(googlenet_units)
+    assert depth == 22  # the paper's count
     main_fc, flat_fc, wide_fc = figures.head_comparison(googlenet_units)
     inference = [u for u in googlenet_units if not u[0].startswith("aux")]
     inference_params, all_params = sum(u[3] for u in inference), sum(u[3] for u in googlenet_units)
     assert inference_params == count_parameters(get_model("googlenet", aux_logits=False))
-    for value in (main_fc, flat_fc, wide_fc, inference_params):
-        assert f"{value:,}" in prose, value
-    assert f"{wide_fc / inference_params:.0f} times the {inference_params:,}" in prose
     naive = figures.naive_chain(googlenet_units)
-    weights_ratio = sum(r[3] for r in naive) / sum(r[5] for r in naive)
-    macs_ratio = sum(r[4] for r in naive) / sum(r[6] for r in naive)
-    assert f"weights {weights_ratio:.1f}-fold and their MACs {macs_ratio:.1f}-fold" in prose
-    import paddle
-
     with paddle.LazyGuard():  # shapes only: initialising 58M weights takes seconds
         alexnet = count_parameters(get_model("alexnet"))
-    assert f"AlexNet has {alexnet:,} here, {alexnet / inference_params:.1f} times as many" in prose
     aux = all_params - inference_params
-    assert f"{aux:,} parameters of the two heads ({100 * aux / all_params:.0f} % of the total" in prose
-    assert f"ours: {sum(u[4] for u in inference) / 1e9:.2f} G" in prose
+    numbers = [
+        str(depth),
+        *(f"{value:,}" for value in (main_fc, flat_fc, wide_fc, inference_params, alexnet, aux)),
+        f"{wide_fc / inference_params:.0f}",  # the flattened head against the whole inference path
+        f"{sum(r[3] for r in naive) / sum(r[5] for r in naive):.1f}",  # weights saved by the reductions
+        f"{sum(r[4] for r in naive) / sum(r[6] for r in naive):.1f}",  # MACs saved by the reductions
+        f"{alexnet / inference_params:.1f}",  # AlexNet against GoogLeNet's inference path
+        f"{100 * aux / all_params:.0f} %",  # the auxiliary heads' share of the parameters
+        f"{sum(u[4] for u in inference) / 1e9:.2f} G",  # inference MACs
+    ]
+    assert not missing_numbers(googlenet_md, numbers)
 
 
-def test_digits_curves_come_from_the_committed_metrics(figures, tmp_path):
+def test_digits_curves_come_from_the_committed_metrics(figures, digits_run, tmp_path):
     pytest.importorskip("matplotlib")
-    records = figures.read_metrics(figures.METRICS_FILE)
-    assert [r["epoch"] for r in records] == list(range(1, len(records) + 1)), "docs/data/digits_metrics.jsonl is incomplete"
-    assert {"train_loss_aux1", "train_loss_aux2", "val_top1"} <= set(records[-1])
-    figures.plot_curves(records, tmp_path / "curves.png")
+    assert [r["epoch"] for r in digits_run] == list(range(1, len(digits_run) + 1)), "docs/data/digits_metrics.jsonl is incomplete"
+    assert {"train_loss_aux1", "train_loss_aux2", "val_top1"} <= set(digits_run[-1])
+    figures.plot_curves(digits_run, tmp_path / "curves.png")
     for png in (tmp_path / "curves.png", IMG / "digits_curves.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
 
 
-def test_digits_run_numbers_quoted_in_googlenet_md(figures, googlenet_md):
-    prose = " ".join(googlenet_md.split())
-    records = figures.read_metrics(figures.METRICS_FILE)
-    first, epoch2, epoch3, epoch8, epoch9, last = (records[i] for i in (0, 1, 2, 7, 8, -1))
-    best = max(records, key=lambda r: r["val_top1"])
-    seconds, speeds = [r["seconds"] for r in records], [r["img_per_s"] for r in records]
-    quoted = [
-        f"{100 * first['val_top1']:.0f} % validation top-1",
-        f"{100 * epoch2['val_top1']:.1f} % after epoch 2, back to {100 * epoch3['val_top1']:.1f} % after epoch 3",
-        f"{100 * epoch3['train_top1_aux1']:.1f} % training top-1 and a loss of {epoch3['train_loss_aux1']:.2f}",
-        f"main head is at {100 * epoch3['train_top1']:.1f} % and {epoch3['train_loss']:.2f}",
-        f"learning rate drops to {epoch8['lr']:g} on the last step of epoch 8",
-        f"training loss falls from {epoch8['train_loss']:.2f} to {epoch9['train_loss']:.2f}",
-        f"validation top-1 rises from {100 * epoch8['val_top1']:.1f} % to {100 * epoch9['val_top1']:.1f} %",
-        f"The best epoch, {best['epoch']}, reaches {100 * best['val_top1']:.1f} % validation top-1 (loss {best['val_loss']:.3f})",
-        f"The last epoch ends at {100 * last['val_top1']:.1f} % ({100 * last['val_top5']:.1f} % top-5)",
-        f"the {last['epoch']} epochs took {sum(seconds) / 60:.1f} minutes of training",
-        f"({min(seconds):.0f}–{max(seconds):.0f} s and {min(speeds):.0f}–{max(speeds):.0f} images/s per epoch)",
+def percent(value, digits=1):
+    return f"{100 * value:.{digits}f} %"
+
+
+def test_digits_run_numbers_quoted_in_googlenet_md(digits_run, googlenet_md):
+    first, epoch2, epoch3, epoch8, epoch9, last = (digits_run[i] for i in (0, 1, 2, 7, 8, -1))
+    best = max(digits_run, key=lambda r: r["val_top1"])
+    seconds, speeds = [r["seconds"] for r in digits_run], [r["img_per_s"] for r in digits_run]
+    numbers = [
+        percent(first["val_top1"], 0),
+        percent(epoch2["val_top1"]), percent(epoch3["val_top1"]),
+        percent(epoch3["train_top1_aux1"]), f"{epoch3['train_loss_aux1']:.2f}",
+        percent(epoch3["train_top1"]), f"{epoch3['train_loss']:.2f}",
+        f"{epoch8['lr']:g}",  # the rate after the decay at the end of epoch 8
+        f"{epoch8['train_loss']:.2f}", f"{epoch9['train_loss']:.2f}",
+        percent(epoch8["val_top1"]), percent(epoch9["val_top1"]),
+        str(best["epoch"]), percent(best["val_top1"]), f"{best['val_loss']:.3f}",
+        str(last["epoch"]), percent(last["val_top1"]), percent(last["val_top5"]),
+        f"{sum(seconds) / 60:.1f}",  # minutes of training
+        f"{min(seconds):.0f}", f"{max(seconds):.0f}", f"{min(speeds):.0f}", f"{max(speeds):.0f}",
     ]
-    for text in quoted:
-        assert text in prose, text
+    assert not missing_numbers(googlenet_md, numbers)
+
+
+def test_digits_run_numbers_quoted_elsewhere(digits_run):
+    last, best = digits_run[-1], max(digits_run, key=lambda r: r["val_top1"])
+    readme = (REPO / "README.md").read_text()
+    assert not missing_numbers(readme, [percent(last["val_top1"]), percent(best["val_top1"]), str(best["epoch"])])
+    training = (REPO / "docs" / "training.md").read_text()
+    assert not missing_numbers(training, [percent(last["val_top1"]), f"{100 * best['val_top1']:.2f} %"])

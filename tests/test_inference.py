@@ -43,6 +43,18 @@ def checkpoint(tiny_lists, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def ema_checkpoint(tiny_lists, tmp_path_factory):
+    """A checkpoint of a run that kept a moving average of its weights and chose its best by it."""
+    train_list, val_list = tiny_lists
+    output = tmp_path_factory.mktemp("ema_run")
+    argv = ["googlenet", "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
+            "--image-size", "64", "--batch-size", "6", "--epochs", "1", "--workers", "0", "--output", str(output),
+            "--ema", "0.5", "--best-of", "ema"]
+    assert train_main(argv) == 0
+    return output / "latest.pdckpt"
+
+
+@pytest.fixture(scope="session")
 def export_dir(checkpoint, tmp_path_factory):
     return export.export_checkpoint(checkpoint, tmp_path_factory.mktemp("export") / "googlenet")
 
@@ -111,7 +123,7 @@ def test_exported_model_predicts_what_the_checkpoint_predicts(export_dir, images
     assert top1_agreement(probs, reference_probs, min_margin=1e-4) == 1.0
 
 
-def test_exported_alexnet_with_its_fast_lrn_matches_dygraph(tmp_path):
+def test_exported_alexnet_with_its_lrn_matches_dygraph(tmp_path):
     import paddle
     from paddle_googlenet.models import get_model
 
@@ -125,6 +137,53 @@ def test_exported_alexnet_with_its_fast_lrn_matches_dygraph(tmp_path):
     expected = paddle.nn.functional.softmax(model(paddle.to_tensor(batch))).numpy()
     assert np.abs(expected - 1 / 3).max() > 1e-3  # the weights make a difference
     np.testing.assert_allclose(predictor.predict(batch), expected, atol=1e-5)
+
+
+def optimized_operators(export_dir, cache_dir):
+    """The operators (name and attributes) of the program Paddle Inference runs for an export on the CPU with oneDNN."""
+    import paddle
+
+    program, params = export.program_files(export_dir)
+    config = paddle.inference.Config(str(program), str(params))
+    config.disable_gpu()
+    config.enable_onednn()
+    config.enable_save_optim_model(True)  # written when the predictor is created
+    config.set_optim_cache_dir(str(cache_dir))
+    config.disable_glog_info()
+    paddle.inference.create_predictor(config)
+
+    def operators(node):  # in the PIR JSON format an operator is an object with a name "#" and outputs "O"
+        if isinstance(node, dict):
+            if "#" in node and "O" in node and isinstance(node.get("A"), list):
+                yield node["#"].split(".")[-1], {a["N"]: a["AT"].get("D") for a in node["A"] if isinstance(a, dict)}
+            for value in node.values():
+                yield from operators(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from operators(value)
+
+    return list(operators(json.loads((cache_dir / "_optimized.json").read_text())))
+
+
+@pytest.mark.skipif(not export.paddle_reads_pir(), reason="the JSON program format of Paddle 3")
+def test_the_export_of_the_plain_model_fuses_every_convolution_with_its_bias_and_relu(export_dir, checkpoint, tmp_path):
+    import paddle
+    from paddle_googlenet.checkpoint import build_model, load_checkpoint
+
+    model = build_model(load_checkpoint(checkpoint))
+    convolutions = []
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.Conv2D):
+            layer.register_forward_post_hook(lambda *args: convolutions.append(1))
+    with paddle.no_grad():
+        model(paddle.zeros([1, 3, 64, 64]))  # eval mode: the auxiliary heads' two do not run
+    assert len(convolutions) == 57
+    operators = optimized_operators(export_dir, tmp_path)
+    names = [name for name, _ in operators]
+    fused = [attributes for name, attributes in operators if name == "fused_conv2d"]
+    assert len(fused) == len(convolutions), sorted(set(names))
+    assert all(attributes["fuse_activation"] == "relu" for attributes in fused)
+    assert not {"conv2d", "add", "elementwise_add", "relu"} & set(names), sorted(set(names))
 
 
 def test_bf16_runs_where_the_cpu_has_it_and_falls_back_otherwise(export_dir, images, reference_probs, capsys):
@@ -292,3 +351,34 @@ def test_onnx_export_agrees_with_the_checkpoint(export_dir, images, reference_pr
     predictor = ExportedPredictor(copy, device="cpu")
     probs = session.run(None, {"image": preprocess(predictor, images)})[0]
     np.testing.assert_allclose(probs, reference_probs, atol=1e-4)
+
+
+def test_weights_choose_between_the_trained_weights_and_their_average(ema_checkpoint, images, tmp_path, capsys):
+    probs = {}
+    for weights in ("auto", "weights", "ema"):
+        predictor = CheckpointPredictor(ema_checkpoint, device="cpu", weights=weights)
+        probs[weights] = predictor.predict(preprocess(predictor, images))
+    assert np.abs(probs["weights"] - probs["ema"]).max() > 1e-3
+    np.testing.assert_array_equal(probs["auto"], probs["ema"])  # the run chose its best by the EMA
+    exported = export.export_checkpoint(ema_checkpoint, tmp_path / "trained", weights="weights")
+    assert export.load_metadata(exported)["checkpoint"]["weights"] == "weights"
+    predictor = ExportedPredictor(exported, device="cpu")
+    np.testing.assert_allclose(predictor.predict(preprocess(predictor, images)), probs["weights"], atol=1e-4)
+
+
+def test_asking_for_the_average_of_a_run_without_one_is_one_error_line(checkpoint, images, capsys):
+    code, out, err = run_main(capsys, checkpoint, images[0], "--weights", "ema")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "holds no moving average" in err
+
+
+def test_an_export_never_replaces_an_earlier_one_without_overwrite(checkpoint, tmp_path, capsys):
+    output = tmp_path / "export"
+    assert export.main([str(checkpoint), "--output", str(output)]) == 0
+    before = {path.name: path.read_bytes() for path in output.iterdir()}
+    capsys.readouterr()
+    assert export.main([str(checkpoint), "--output", str(output), "--image-size", "72"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds an export" in err and "--overwrite" in err
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+    assert export.main([str(checkpoint), "--output", str(output), "--image-size", "72", "--overwrite"]) == 0
+    assert export.load_metadata(output)["preprocess"]["image_size"] == 72

@@ -15,9 +15,10 @@ import pytest
 from paddle_googlenet.checkpoint import load_checkpoint
 from paddle_googlenet.engine import classification_loss
 from paddle_googlenet.models import GoogLeNetOutputs
-from paddle_googlenet.schedule import DiscreteExpDecay
-from paddle_googlenet import training
-from paddle_googlenet.training import get_args_parser, main, resolve_defaults
+from paddle_googlenet.schedule import TrainingSchedule
+from paddle_googlenet.training import UsageError, get_args_parser, main, resolve_defaults
+
+from conftest import write_tiny_list_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,14 +55,14 @@ def test_digits_decay_after_8_epochs_unless_an_interval_is_given():
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["googlenet", "--lr-decay-samples", "1000", "--lr-decay-epochs", "3"])
     for flag in ("--lr-decay-samples", "--lr-decay-epochs"):
-        with pytest.raises(SystemExit, match="must be positive"):
+        with pytest.raises(UsageError, match="must be positive"):
             resolved(flag, "0")
 
 
 @pytest.mark.parametrize("batch", [128, 5])
 def test_discexp_schedule_matches_the_legacy_formula_at_its_boundaries(batch):
     lr0, rate, decay_samples = 0.01, 0.1, 640
-    scheduler = DiscreteExpDecay(lr0, rate, decay_samples)
+    scheduler = TrainingSchedule(lr0, "discexp", rate, decay_samples)
     seen = 0
     for _ in range(3 * decay_samples // batch + 2):
         scheduler.start_batch(batch)
@@ -71,7 +72,7 @@ def test_discexp_schedule_matches_the_legacy_formula_at_its_boundaries(batch):
 
 
 def test_discexp_first_decay_comes_after_729_flowers_epochs():
-    scheduler = DiscreteExpDecay(0.01, 0.1, 4_480_000)
+    scheduler = TrainingSchedule(0.01, "discexp", 0.1, 4_480_000)
     epochs = 0
     while scheduler.last_lr == 0.01:
         for _ in range(6149 // 128):
@@ -82,10 +83,10 @@ def test_discexp_first_decay_comes_after_729_flowers_epochs():
 
 
 def test_schedule_state_round_trip():
-    scheduler = DiscreteExpDecay(0.1, 0.5, 10)
+    scheduler = TrainingSchedule(0.1, "discexp", 0.5, 10)
     for _ in range(7):
         scheduler.start_batch(3)
-    restored = DiscreteExpDecay(0.1, 0.5, 10)
+    restored = TrainingSchedule(0.1, "discexp", 0.5, 10)
     restored.set_state_dict(scheduler.state_dict())
     restored.start_batch(3)
     scheduler.start_batch(3)
@@ -152,23 +153,12 @@ def test_unwritable_output_fails_before_training(tiny_lists, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main(tiny_args(tiny_lists, blocker / "out")) == 2
-    assert "cannot write to the output folder" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("flags, kept", [((), True), (("--system-malloc",), False)])
-def test_train_keeps_freed_memory_unless_told_not_to(tiny_lists, tmp_path, monkeypatch, flags, kept):
-    calls = []
-    monkeypatch.setattr(training, "keep_freed_memory", lambda: calls.append("kept"))
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    assert main(tiny_args(tiny_lists, blocker / "out", *flags)) == 2  # stops right after the process set-up
-    assert calls == (["kept"] if kept else [])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot use {blocker / 'out'} as the --output folder" in err
 
 
 FRESH_BUFFER_FAULTS = """
 import ctypes, resource, sys
-from paddle_googlenet.device import keep_freed_memory
-took = keep_freed_memory() if sys.argv[1] == "keep" else None
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 def page_faults_of_a_new_64_mib_buffer():
@@ -177,26 +167,45 @@ def page_faults_of_a_new_64_mib_buffer():
     ctypes.memset(buffer, 1, 2**26)
     libc.free(ctypes.c_void_p(buffer))
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+if sys.argv[1] == "keep":
+    from paddle_googlenet.device import keep_freed_memory
+    print(keep_freed_memory())
+elif sys.argv[1] == "train":  # train.py's set-up, stopped by its output folder
+    from paddle_googlenet.training import main
+    print(main(sys.argv[2:]))
+else:
+    print("default")
 page_faults_of_a_new_64_mib_buffer()  # the first one may grow the heap
-print(took, page_faults_of_a_new_64_mib_buffer())
+print(page_faults_of_a_new_64_mib_buffer())
 """
+
+
+def fresh_buffer_faults(*argv, **env):
+    """(what the set-up printed, page faults of a newly allocated and filled 64 MiB buffer) in a fresh process."""
+    glibc_defaults = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", FRESH_BUFFER_FAULTS, *argv], capture_output=True, text=True,
+                         env={**glibc_defaults, **env}, check=True).stdout.split()
+    return out[-2], int(out[-1])
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_kept_memory_is_reused_without_page_faults():
-    glibc_defaults = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
-
-    def run(mode, **env):
-        out = subprocess.run([sys.executable, "-c", FRESH_BUFFER_FAULTS, mode], capture_output=True, text=True,
-                             env={**glibc_defaults, **env}, check=True).stdout.split()
-        return out[0], int(out[1])
-
-    took, faults = run("default")
+    took, faults = fresh_buffer_faults("default")
     assert faults > 10_000  # 16,384 pages of 4 KiB, mapped and zero-filled afresh
-    took, faults = run("keep")
+    took, faults = fresh_buffer_faults("keep")
     assert took == "True" and faults < 1_000
-    took, faults = run("keep", MALLOC_MMAP_MAX_="65536")  # the user's own policy wins
+    took, faults = fresh_buffer_faults("keep", MALLOC_MMAP_MAX_="65536")  # the user's own policy wins
     assert took == "False" and faults > 10_000
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.parametrize("flags, kept", [((), True), (("--system-malloc",), False)])
+def test_train_keeps_freed_memory_unless_told_not_to(tiny_lists, tmp_path, flags, kept):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, faults = fresh_buffer_faults("train", *tiny_args(tiny_lists, blocker / "out", *flags))
+    assert code == "2"  # stopped right after the process set-up
+    assert (faults < 1_000) if kept else (faults > 10_000)
 
 
 def test_resume_of_a_missing_checkpoint_is_a_clear_error(tiny_lists, tmp_path, capsys):
@@ -227,61 +236,71 @@ def test_sigterm_saves_latest_and_resume_finishes_the_run(tiny_lists, tmp_path):
     assert [m["global_step"] for m in read_metrics(tmp_path)] == [3]
 
 
-@pytest.mark.slow
-def assert_close_over_the_tensor(got, expected, name):
-    """Equal but for float rounding and its consequences, measured over the whole tensor. Element by element
-    is too strict: where two inputs of a max pool differ by less than the two runs' rounding (batch halves
-    summed apart, other thread counts), the pool's gradient may pick the other one, and a few elements
-    move by more than rounding (in CI up to 0.1 % of a bias's norm after 3 steps; biases start at 0, so
-    that is 0.1 % of the update). Gradients not averaged over the ranks would move the biases by ~100 %."""
-    assert np.linalg.norm(got - expected) <= 1e-2 * np.linalg.norm(expected), name
-
-
-def test_two_process_data_parallel_matches_one_process(tiny_lists, tmp_path):
-    """gloo on CPU: both ranks end identical, and equal to one process on the same global batch."""
-    no_dropout = ["--dropout", "0", "--aux-dropout", "0", "--epochs", "1"]
-    assert main(tiny_args(tiny_lists, tmp_path / "single", *no_dropout)) == 0
-    weights = tmp_path / "weights"
+def run_worker(tmp_path, name, train_args, nproc=None):
+    """tests/dist_worker.py alone (one thread) or under the launcher with ``nproc`` ranks; {rank: npz arrays}."""
+    weights = tmp_path / f"{name}_weights"
     weights.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "OMP_", "MKL_"))}
-    command = [
-        sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "launch_logs"),
-        str(REPO / "tests" / "dist_worker.py"), str(weights), *tiny_args(tiny_lists, tmp_path / "multi", *no_dropout),
-    ]
+    launcher = [] if nproc is None else ["-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
+                                         "--log_dir", str(tmp_path / f"{name}_logs")]
+    if nproc is None:
+        env["MKL_NUM_THREADS"] = "1"  # as each of two ranks on two cores
+    command = [sys.executable, *launcher, str(REPO / "tests" / "dist_worker.py"), str(weights), *train_args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    logs = "\n".join(p.read_text() for p in sorted((tmp_path / "launch_logs").glob("*")) if p.is_file())
-    assert result.returncode == 0, logs[-3000:]
-    rank0, rank1 = np.load(weights / "rank0.npz"), np.load(weights / "rank1.npz")
-    single = final_weights(tmp_path / "single")
-    for name in single:
-        np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
-        assert_close_over_the_tensor(rank0[name], single[name], name)
-    multi = read_metrics(tmp_path / "multi")
-    assert len(multi) == 1 and multi[0]["global_step"] == 3  # only rank 0 writes; global batch 6 = 2 ranks x 3
-    assert multi[0]["val_top1"] == pytest.approx(read_metrics(tmp_path / "single")[0]["val_top1"])
-    assert multi[0]["train_loss"] == pytest.approx(read_metrics(tmp_path / "single")[0]["train_loss"], rel=1e-4)
+    logs = "\n".join(p.read_text() for p in sorted((tmp_path / f"{name}_logs").glob("*")) if p.is_file()) if nproc else ""
+    assert result.returncode == 0, (result.stderr + logs)[-3000:]
+    return {int(path.stem[4:]): dict(np.load(path)) for path in weights.glob("rank*.npz")}
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_matches_one_process(tmp_path):
+    """gloo on CPU: after one step on the same six images, both ranks hold the same weights and EMA, and
+    their update equals one process's on the whole batch (the mean of the two ranks' gradients).
+
+    One step: both sides then compute every image's forward pass with the same weights, so no max pool
+    can choose differently, and only the gradient's summation order differs."""
+    lists = write_tiny_list_dataset(tmp_path / "data", classes=3, per_class=3)  # 6 train, 3 val images
+    recipe = ["--dropout", "0", "--aux-dropout", "0", "--epochs", "1", "--ema", "0.5"]
+    args = lambda output: tiny_args(lists, tmp_path / output, *recipe)  # noqa: E731
+    (single,) = run_worker(tmp_path, "single", args("single")).values()
+    ranks = run_worker(tmp_path, "multi", args("multi"), nproc=2)
+    assert sorted(ranks) == [0, 1]
+    names = [key[len("final/"):] for key in single if key.startswith("final/")]
+    for name in names:
+        np.testing.assert_array_equal(ranks[0][f"final/{name}"], ranks[1][f"final/{name}"], err_msg=name)
+        np.testing.assert_array_equal(ranks[0][f"initial/{name}"], single[f"initial/{name}"], err_msg=name)
+        update = ranks[0][f"final/{name}"] - ranks[0][f"initial/{name}"]
+        expected = single[f"final/{name}"] - single[f"initial/{name}"]
+        assert np.abs(expected).max() > 0, name
+        np.testing.assert_allclose(update, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=name)
+        np.testing.assert_array_equal(ranks[0][f"ema/{name}"], ranks[1][f"ema/{name}"], err_msg=name)
+        np.testing.assert_allclose(ranks[0][f"ema/{name}"], single[f"ema/{name}"], rtol=1e-6, atol=1e-7, err_msg=name)
+    multi, one = read_metrics(tmp_path / "multi"), read_metrics(tmp_path / "single")
+    assert len(multi) == 1 and multi[0]["global_step"] == 1  # only rank 0 writes; global batch 6 = 2 ranks x 3
+    assert multi[0]["train_loss"] == pytest.approx(one[0]["train_loss"], rel=1e-5)
+    assert multi[0]["val_top1"] == pytest.approx(one[0]["val_top1"])
 
 
 @pytest.mark.slow
 def test_nproc_spawns_ranks_with_the_launchers_results(tiny_lists, tmp_path):
-    """--nproc 2 through paddle.distributed.spawn equals two processes started by the launcher."""
-    no_dropout = ["--dropout", "0", "--aux-dropout", "0", "--epochs", "1"]
+    """--nproc 2 through paddle.distributed.spawn equals two processes started by the launcher, and with an
+    EMA and gradient clipping both ranks end with the same weights and the same EMA."""
+    recipe = ["--dropout", "0", "--aux-dropout", "0", "--epochs", "1", "--ema", "0.9", "--clip-grad-norm", "0.5"]
+    ranks = run_worker(tmp_path, "launch", tiny_args(tiny_lists, tmp_path / "launch", *recipe), nproc=2)
+    for key in ranks[0]:
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "OMP_", "MKL_"))}
-    launched = subprocess.run(
-        [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "logs"),
-         str(REPO / "train.py"), *tiny_args(tiny_lists, tmp_path / "launch", *no_dropout)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
-    )
-    assert launched.returncode == 0, launched.stderr[-3000:]
     spawned = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *tiny_args(tiny_lists, tmp_path / "spawn", *no_dropout, "--nproc", "2")],
+        [sys.executable, str(REPO / "train.py"), *tiny_args(tiny_lists, tmp_path / "spawn", *recipe, "--nproc", "2")],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert spawned.returncode == 0, spawned.stderr[-3000:]
     assert spawned.stdout.count("curves: visualdl") == 1  # only rank 0 prints
-    launch, spawn = final_weights(tmp_path / "launch"), final_weights(tmp_path / "spawn")
-    for name in launch:
-        np.testing.assert_allclose(spawn[name], launch[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    checkpoint = load_checkpoint(tmp_path / "spawn" / "latest.pdckpt")
+    for name, value in checkpoint["model"].items():
+        np.testing.assert_allclose(value.numpy(), ranks[0][f"final/{name}"], rtol=1e-5, atol=1e-6, err_msg=name)
+    for name, value in checkpoint["ema"]["values"].items():
+        np.testing.assert_allclose(value, ranks[0][f"ema/{name}"], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 @pytest.mark.slow

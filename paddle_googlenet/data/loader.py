@@ -6,12 +6,12 @@ Every batch is ``(images float32 [N, 3, H, W], labels int64 [N], skipped int64 0
 (path and reason); with ``strict`` datasets (``--strict-images``) the first one raises ``DataError``.
 """
 
-import os
 import sys
 
 import numpy as np
 import paddle
 
+from ..runtime import usable_cores
 from .datasets import SHUFFLE_STREAM, SampleFailure
 from .errors import DataError
 
@@ -21,8 +21,7 @@ _REPORTED_PATHS = set()  # undecodable files already reported by this process
 
 def default_workers():
     """Loader processes when ``--workers`` is not given: one per usable core, at most four."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(MAX_DEFAULT_WORKERS, cores)
+    return min(MAX_DEFAULT_WORKERS, usable_cores())
 
 
 class EpochBatchSampler:

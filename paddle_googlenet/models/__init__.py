@@ -1,6 +1,6 @@
 """The model zoo: ``get_model(name, num_classes=102, **kwargs)`` and ``list_models()``."""
 
-from .. import import_paddle
+from ..runtime import import_paddle
 
 import_paddle()
 

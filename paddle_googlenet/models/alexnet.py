@@ -2,13 +2,13 @@
 
 import paddle.nn as nn
 
-from .layers import ClassifierHead, ConvReLU, LocalResponseNorm, max_pool
+from .layers import ClassifierHead, ConvReLU, local_response_norm, max_pool
 from .registry import register_model
 
 
 def lrn():
     """``img_cmrnorm(size=5, scale=1e-4, power=0.75)``: y = x (1 + 1e-4/5 · Σ x²)^-0.75 over 5 channels."""
-    return LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0)
+    return local_response_norm(size=5, scale=1e-4, power=0.75)
 
 
 class AlexNet(nn.Layer):

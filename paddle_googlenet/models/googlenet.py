@@ -7,12 +7,8 @@ from collections import namedtuple
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from .layers import (
-    ConvReLU, FCReLUDropout, GlobalAvgPool, add_channel_bias, avg_pool, conv_relu_max_pool, linear, max_pool,
-    relu_on_fresh,
-)
+from .layers import ConvReLU, FCReLUDropout, avg_pool, linear, max_pool
 from .layers import dropout as dropout_layer
 from .registry import register_model
 
@@ -54,17 +50,8 @@ class Inception(nn.Layer):
         self.out_channels = ch1 + ch3 + ch5 + pool_proj
 
     def forward(self, x):
-        if not (self.training and paddle.is_grad_enabled()):  # evaluation, export, models.summary's MAC hooks
-            branches = [self.conv1(x), self.conv3(self.conv3r(x)), self.conv5(self.conv5r(x)), self.proj(self.pool(x))]
-            return paddle.concat(branches, axis=1)
-        # Training: the three 1x1 convolutions that read x run as one on their stacked weights (one
-        # larger GEMM, x read once, one input gradient instead of three to sum), split per branch after.
-        units = (self.conv1, self.conv3r, self.conv5r)
-        weight = paddle.concat([unit.conv.weight for unit in units])
-        bias = paddle.concat([unit.conv.bias for unit in units])
-        reduced = relu_on_fresh(add_channel_bias(F.conv2d(x, weight), bias))
-        out1, out3r, out5r = paddle.split(reduced, [unit.conv.weight.shape[0] for unit in units], axis=1)
-        return paddle.concat([out1, self.conv3(out3r), self.conv5(out5r), self.proj(self.pool(x))], axis=1)
+        branches = [self.conv1(x), self.conv3(self.conv3r(x)), self.conv5(self.conv5r(x)), self.proj(self.pool(x))]
+        return paddle.concat(branches, axis=1)
 
 
 class InceptionAux(nn.Layer):
@@ -80,16 +67,15 @@ class InceptionAux(nn.Layer):
     def __init__(self, in_channels, num_classes, drop_rate=0.7):
         super().__init__()
         self.pool = avg_pool(5, 3)
+        self.adaptive_pool = nn.AdaptiveAvgPool2D(4)  # for inputs other than 224x224
         self.conv = ConvReLU(in_channels, 128, 1)
         self.fc1 = FCReLUDropout(128 * 4 * 4, 1024, drop_rate)
         self.fc2 = linear(1024, num_classes)
 
     def forward(self, x):
-        if x.shape[2] == self.LEGACY_MAP_SIZE and x.shape[3] == self.LEGACY_MAP_SIZE:
-            x = self.pool(x)
-        else:
-            x = F.adaptive_avg_pool2d(x, 4)
-        x = self.conv(x).flatten(1)
+        legacy_size = x.shape[2] == self.LEGACY_MAP_SIZE and x.shape[3] == self.LEGACY_MAP_SIZE
+        x = self.pool(x) if legacy_size else self.adaptive_pool(x)  # N x C x 4 x 4
+        x = self.conv(x).flatten(1)  # N x 2048
         return self.fc2(self.fc1(x))
 
 
@@ -139,7 +125,7 @@ class GoogLeNet(nn.Layer):
         self.pool4 = max_pool(3, 2)
         self.ince5a = Inception(*INCEPTION_CONFIGS["ince5a"])
         self.ince5b = Inception(*INCEPTION_CONFIGS["ince5b"])
-        self.pool5 = GlobalAvgPool()
+        self.pool5 = nn.AdaptiveAvgPool2D(1)
         self.dropout = dropout_layer(dropout)
         self.fc = linear(1024, num_classes)
         if aux_logits:
@@ -148,9 +134,11 @@ class GoogLeNet(nn.Layer):
 
     def forward(self, x):
         # N x 3 x 224 x 224
-        x = conv_relu_max_pool(self.conv1, self.pool1, x)  # N x 64 x 56 x 56 (conv1: 112)
+        x = self.conv1(x)  # N x 64 x 112 x 112
+        x = self.pool1(x)  # N x 64 x 56 x 56
         x = self.conv2_1(x)  # N x 64 x 56 x 56
-        x = conv_relu_max_pool(self.conv2_2, self.pool2, x)  # N x 192 x 28 x 28 (conv2_2: 56)
+        x = self.conv2_2(x)  # N x 192 x 56 x 56
+        x = self.pool2(x)  # N x 192 x 28 x 28
         x = self.ince3b(self.ince3a(x))  # N x 480 x 28 x 28
         x = self.pool3(x)  # N x 480 x 14 x 14
         x = self.ince4a(x)  # N x 512 x 14 x 14

@@ -2,7 +2,7 @@
 
 import paddle.nn as nn
 
-from .layers import GlobalAvgPool, conv2d, linear, max_pool
+from .layers import conv2d, linear, max_pool
 from .registry import register_model
 
 
@@ -96,7 +96,7 @@ class ResNet(nn.Layer):
                 in_channels = channels * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)  # N x 2048 x 7 x 7 for ResNet-50
-        self.pool = GlobalAvgPool()
+        self.pool = nn.AdaptiveAvgPool2D(1)
         self.fc = linear(in_channels, num_classes)
 
     def forward(self, x):
