@@ -23,7 +23,7 @@ setup(
         "scikit-learn>=1.0",
         "opencv-python-headless>=4.5",
         "Pillow>=8.0",
-        "visualdl>=2.5.3,<2.6",  # vdl.py relies on its record format and file order
+        "visualdl>=2.5.3,<2.6",  # vdl_records.py relies on its record format and file order
     ],
     extras_require={
         "cpu": ["paddlepaddle>=2.6.2"],

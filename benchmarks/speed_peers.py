@@ -17,7 +17,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "vision"  # the path every ratio is taken to
-AUX_WEIGHT = 0.3
 VISION_224_ONLY = ("googlenet", "alexnet")  # paddle.vision's fc sizes are fixed for 224x224 input
 
 
@@ -28,6 +27,14 @@ def import_paddle():
 
     paddle_googlenet.configure_threads()  # before Paddle is imported (a no-op once it is)
     return paddle_googlenet.import_paddle()
+
+
+def aux_weight():
+    """The weight of each GoogLeNet auxiliary loss in train.py (paddle_googlenet.engine.AUX_WEIGHT)."""
+    import_paddle()
+    from paddle_googlenet.engine import AUX_WEIGHT
+
+    return AUX_WEIGHT
 
 
 # ----------------------------------------------------------------------------------------------
@@ -45,7 +52,7 @@ def paddle_loss(paddle, outputs, labels):
     F = paddle.nn.functional
     if isinstance(outputs, (tuple, list)):
         main, *aux = outputs
-        return F.cross_entropy(main, labels) + AUX_WEIGHT * sum(F.cross_entropy(a, labels) for a in aux)
+        return F.cross_entropy(main, labels) + aux_weight() * sum(F.cross_entropy(a, labels) for a in aux)
     return F.cross_entropy(outputs, labels)
 
 
@@ -114,12 +121,13 @@ def torch_steps(name, batch, image_size, num_classes, channels_last=False):
     images = torch.randn(batch, 3, image_size, image_size, device=device).to(memory_format=memory_format)
     labels = torch.randint(0, num_classes, (batch,), device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, weight_decay=5e-4)
+    weight = aux_weight()
 
     def train_step():
         model.train()
         main, aux1, aux2 = model(images)
         F = torch.nn.functional
-        loss = F.cross_entropy(main, labels) + AUX_WEIGHT * (F.cross_entropy(aux1, labels) + F.cross_entropy(aux2, labels))
+        loss = F.cross_entropy(main, labels) + weight * (F.cross_entropy(aux1, labels) + F.cross_entropy(aux2, labels))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -110,6 +110,13 @@ def chosen_weights(state, weights="auto"):
     return weights
 
 
+def add_weights_argument(parser):
+    """``--weights auto|weights|ema``, the choice ``chosen_weights`` makes, for a command-line tool."""
+    parser.add_argument("--weights", choices=WEIGHTS, default="auto",
+                        help="a checkpoint's trained weights or their moving average (runs with --ema); auto: the "
+                             "ones its run chose its best checkpoint by (default: %(default)s)")
+
+
 def build_model(state, weights="auto"):
     """The model a checkpoint describes, with its trained or EMA weights (``chosen_weights``), in eval mode."""
     from .models import get_model

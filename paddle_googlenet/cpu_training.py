@@ -6,7 +6,7 @@ convolutions' GEMMs, in kernels that other forms of the same arithmetic avoid. T
 those forms, and one function that puts them in place::
 
     model = get_model("googlenet")
-    swapped = use_cpu_training_layers(model)   # [(sublayer name, what it became), ...]
+    swapped = use_cpu_training_layers(model)   # [(sublayer name, plain class name), ...]
 
 Each swap turns a layer into a subclass of its own class that overrides only ``forward``: the
 object stays where it is, with the same Parameter objects (so ``state_dict``, checkpoints and an
@@ -18,8 +18,9 @@ wrapper a user put in, e.g. for quantisation-aware training, is left alone), and
 swaps nothing.
 
 ``train.py`` applies it when it trains on the CPU (``--plain-layers`` turns it off); export,
-inference, ``models.summary`` and GPU runs use the plain models. What each swap gains is measured by
-``benchmarks/bench_speed.py`` (paths ``ours`` and ``ours-plain``); see docs/performance.md.
+inference, ``models.summary`` and GPU runs use the plain models. ``benchmarks/bench_speed.py``
+measures the pass (path ``ours``) against the plain model (``ours-plain``): docs/performance.md;
+how each form was chosen: benchmarks/NOTES.md.
 """
 
 import paddle
@@ -116,6 +117,7 @@ class TrainingMaxPool2D(nn.MaxPool2D):
 
     @staticmethod
     def accepts(pool):
+        """NCHW pools returning values only, on a Paddle whose argmax pool honours ceil mode."""
         return _ARGMAX_POOL_HONOURS_CEIL_MODE and pool.data_format == "NCHW" and not pool.return_mask
 
 
@@ -135,6 +137,7 @@ class TrainingLocalResponseNorm(nn.LocalResponseNorm):
 
     @staticmethod
     def accepts(lrn):
+        """NCHW maps."""
         return lrn.data_format == "NCHW"
 
 
@@ -155,9 +158,8 @@ def use_cpu_training_layers(model):
     """
     swapped = []
     for plain, fast in SWAPS:
-        accepts = getattr(fast, "accepts", lambda layer: True)
         for name, layer in model.named_sublayers(include_self=True):
-            if type(layer) is plain and accepts(layer):
+            if type(layer) is plain and fast.accepts(layer):
                 layer.__class__ = fast
                 swapped.append((name, plain.__name__))
     return swapped

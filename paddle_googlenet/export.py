@@ -21,7 +21,7 @@ if __name__ == "__main__":  # the command line: let Paddle use every core (befor
     configure_threads()
 
 from .runtime import import_paddle, paddle_major_version
-from .checkpoint import WEIGHTS, CheckpointError, build_model, chosen_weights, load_checkpoint
+from .checkpoint import CheckpointError, add_weights_argument, build_model, chosen_weights, load_checkpoint
 
 paddle = import_paddle()
 
@@ -199,9 +199,7 @@ def get_args_parser():
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a *.pdckpt file written by train.py")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in DIR")
-    parser.add_argument("--weights", choices=WEIGHTS, default="auto",
-                        help="the checkpoint's trained weights or their moving average (--ema runs); auto: the ones its "
-                             "best checkpoint was chosen by (default: %(default)s)")
+    add_weights_argument(parser)
     parser.add_argument("--image-size", type=int, metavar="N",
                         help="input height and width of the exported program (default: the checkpoint's crop size)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx with paddle2onnx (pip install paddle2onnx)")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .runtime import default_thread_count, import_paddle
-from .checkpoint import SUFFIX, WEIGHTS, CheckpointError, build_model, chosen_weights, load_checkpoint
+from .checkpoint import SUFFIX, CheckpointError, add_weights_argument, build_model, chosen_weights, load_checkpoint
 from .data.errors import DataError
 from .data.folder import IMAGE_EXTENSIONS, image_files, is_image_file
 from .data.lists import SHOWN_ERRORS, read_list_entries
@@ -325,9 +325,7 @@ def get_args_parser():
     parser.add_argument("--threads", type=int, metavar="N",
                         help=f"CPU math threads of an exported model (default: the usable cores, {default_thread_count()} here)")
     parser.add_argument("--tensorrt", action="store_true", help="exported models on GPU: run through TensorRT (fp32 or fp16)")
-    parser.add_argument("--weights", choices=WEIGHTS, default="auto",
-                        help="checkpoints: the trained weights or their moving average (--ema runs); auto: the ones the "
-                             "run chose its best checkpoint by (default: %(default)s)")
+    add_weights_argument(parser)
     return parser
 
 

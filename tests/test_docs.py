@@ -276,17 +276,18 @@ def percent(value, digits=1):
 
 
 def test_digits_run_numbers_quoted_in_googlenet_md(digits_run, googlenet_md):
-    first, epoch2, epoch3, epoch8, epoch9, last = (digits_run[i] for i in (0, 1, 2, 7, 8, -1))
+    first, epoch2, epoch3, last = digits_run[0], digits_run[1], digits_run[2], digits_run[-1]
+    decay = next(r for r in digits_run if r["lr"] < first["lr"])  # the epoch that ends with the decay
+    after = digits_run[decay["epoch"]]  # the epoch after it
     best = max(digits_run, key=lambda r: r["val_top1"])
     seconds, speeds = [r["seconds"] for r in digits_run], [r["img_per_s"] for r in digits_run]
     numbers = [
-        percent(first["val_top1"], 0),
-        percent(epoch2["val_top1"]), percent(epoch3["val_top1"]),
+        percent(first["val_top1"]), percent(epoch2["val_top1"]), percent(epoch3["val_top1"]),
         percent(epoch3["train_top1_aux1"]), f"{epoch3['train_loss_aux1']:.2f}",
         percent(epoch3["train_top1"]), f"{epoch3['train_loss']:.2f}",
-        f"{epoch8['lr']:g}",  # the rate after the decay at the end of epoch 8
-        f"{epoch8['train_loss']:.2f}", f"{epoch9['train_loss']:.2f}",
-        percent(epoch8["val_top1"]), percent(epoch9["val_top1"]),
+        f"{decay['lr']:g}", str(decay["epoch"]), str(after["epoch"]),
+        f"{decay['train_loss']:.2f}", f"{after['train_loss']:.2f}",
+        percent(decay["val_top1"]), percent(after["val_top1"]),
         str(best["epoch"]), percent(best["val_top1"]), f"{best['val_loss']:.3f}",
         str(last["epoch"]), percent(last["val_top1"]), percent(last["val_top5"]),
         f"{sum(seconds) / 60:.1f}",  # minutes of training

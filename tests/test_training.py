@@ -44,12 +44,12 @@ def test_defaults_follow_the_legacy_recipe():
     assert resolve_defaults(get_args_parser().parse_args(["resnet"])).lr == 0.1
 
 
-def test_digits_decay_after_8_epochs_unless_an_interval_is_given():
+def test_digits_decay_after_5_epochs_unless_an_interval_is_given():
     def resolved(*flags):
         args = resolve_defaults(get_args_parser().parse_args(["googlenet", "--dataset", "digits", *flags]))
         return args.lr_decay_epochs, args.lr_decay_samples
 
-    assert resolved() == (8, 4_480_000)  # the epochs interval wins in build_optimizer
+    assert resolved() == (5, 4_480_000)  # the epochs interval wins in build_optimizer
     assert resolved("--lr-decay-samples", "1000") == (None, 1000)
     assert resolved("--lr-decay-epochs", "3") == (3, 4_480_000)
     with pytest.raises(SystemExit):
@@ -305,14 +305,13 @@ def test_nproc_spawns_ranks_with_the_launchers_results(tiny_lists, tmp_path):
 
 @pytest.mark.slow
 def test_googlenet_learns_the_real_digits(tmp_path):
-    """The README's quick start, shortened to 6 of its 12 epochs (about 3 minutes on 2 cores).
+    """The README's quick start, shortened to 3 of its 7 epochs (about 3 minutes on 2 cores).
 
-    The first epochs are chaotic: float rounding alone (threads, operator forms) moves the take-off by an
-    epoch or two. Measured best top-1 within 6 epochs, seeds 0-3: 0.79-0.94 (0.86-0.91 before the
-    fourth speed round); chance is 0.10.
+    The first epochs are chaotic: float rounding alone (threads, kernels) moves the take-off by an epoch
+    or so. The recorded quick start (docs/googlenet.md §9) was at 76 % after 3 epochs; chance is 10 %.
     """
-    assert main(["googlenet", "--dataset", "digits", "--epochs", "6", "--output", str(tmp_path)]) == 0
+    assert main(["googlenet", "--dataset", "digits", "--epochs", "3", "--output", str(tmp_path)]) == 0
     metrics = read_metrics(tmp_path)
-    assert len(metrics) == 6
-    assert max(m["val_top1"] for m in metrics) >= 0.7, [round(m["val_top1"], 3) for m in metrics]
-    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"] / 2
+    assert len(metrics) == 3
+    assert max(m["val_top1"] for m in metrics) >= 0.5, [round(m["val_top1"], 3) for m in metrics]
+    assert metrics[-1]["train_loss"] < 0.75 * metrics[0]["train_loss"], [round(m["train_loss"], 3) for m in metrics]
