@@ -56,9 +56,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # the modules beside this file, also when it is loaded by path
 
+from paddle_googlenet.runtime import usable_cores  # noqa: E402
 from speed_peers import DYGRAPH_PATHS, PATHS, REFERENCE, import_paddle  # noqa: E402
 from speed_report import plot_curve, print_table, write_json  # noqa: E402
-from speed_timing import (default_threads, machine_summary, median_or_none, paired_ratio,  # noqa: E402
+from speed_timing import (machine_summary, median_or_none, paired_ratio,  # noqa: E402
                           peak_memory_bytes, profile_step, round_robin, summarise)
 
 MODELS = ("googlenet", "alexnet", "vgg16", "resnet50")
@@ -261,7 +262,7 @@ def data_parallel_compare(args, device):
         raise usage_error(f"--nproc supports the dygraph paths {', '.join(DYGRAPH_PATHS)}, not {', '.join(unsupported)}")
     paddle = import_paddle()
     if device == "cpu":
-        threads = int(os.environ.get("MKL_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or default_threads())
+        threads = int(os.environ.get("MKL_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or usable_cores())
         if not os.environ.get("BENCH_KEEP_THREADS"):
             os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(max(1, threads // args.nproc))
     args.no_eval = True  # evaluation is not data-parallel here
@@ -343,7 +344,7 @@ def variant_environment(name, threads):
 
 def variants(args):
     """Each variant in a child process, alternating for ``--rounds``; img/s ratios to the first variant, round by round."""
-    threads = args.threads or default_threads()
+    threads = args.threads or usable_cores()
     rows, vision_ratios, malloc = {}, {}, {}
     for _ in range(args.rounds):
         for name in args.variants:
@@ -379,7 +380,7 @@ def main(argv=None):
     args = resolve_defaults(args)
     apply_thread_environment(args.threads)
     result = {"compare": compare, "curve": curve, "variants": variants, "point": point}[args.mode](args)
-    threads = args.threads or os.environ.get("MKL_NUM_THREADS") or default_threads()
+    threads = args.threads or os.environ.get("MKL_NUM_THREADS") or usable_cores()
     result["machine"] = machine_summary(args.batch, args.image_size, threads, malloc_policy(args))
     result["paths"] = {path: PATHS[path][1] for path in args.paths}
     if args.mode == "curve" and args.plot:

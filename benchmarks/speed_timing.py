@@ -87,11 +87,6 @@ def profile_step(title, step, steps):
     session.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, views=profiler.SummaryView.OperatorView)
 
 
-def default_threads():
-    """The usable cores, as paddle_googlenet uses them by default."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
 def cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -10,7 +10,9 @@ those forms, and one function that puts them in place::
 
 Each swap turns a layer into a subclass of its own class that overrides only ``forward``: the
 object stays where it is, with the same Parameter objects (so ``state_dict``, checkpoints and an
-optimizer built before or after are unchanged), the same hooks and the same sublayers. While the
+optimizer built before or after are unchanged), the same hooks and the same sublayers (the one
+exception: a swapped ``Inception`` runs its three input 1×1 units as one convolution while training,
+so hooks on those units do not fire then; train with the plain layers to observe them). While the
 layer is in training mode it computes the same function by a faster route; in eval mode it runs
 the plain forward (or an exactly equal one), so evaluation inside training gives the numbers that
 ``infer.py`` and an export give. Only layers of exactly the plain type are swapped (a subclass or a

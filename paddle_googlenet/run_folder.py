@@ -47,7 +47,15 @@ def read_metrics(output):
     path = Path(output) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise OutputError(f"{path}, line {number}: not a JSON record ({exc.msg}); a run's metrics.jsonl "
+                                  f"holds one JSON object per epoch") from exc
+    return records
 
 
 def describe_earlier_run(output, logdir):

@@ -98,7 +98,8 @@ def get_args_parser():
         "--lr-decay-samples", type=int,
         help=f"discexp: decay every this many training samples, lr = lr0 * rate^floor(samples/this) (legacy: {LEGACY_DECAY_SAMPLES})",
     )
-    decay.add_argument("--lr-decay-epochs", type=float, help="discexp or step: decay every N epochs of the train split (digits default: 8)")
+    decay.add_argument("--lr-decay-epochs", type=float, help="discexp or step: decay every N epochs of the train split "
+                       f"(digits default: {DATASET_DEFAULTS['digits']['lr_decay_epochs']:g})")
     recipe.add_argument("--warmup-epochs", type=float, help="linear learning-rate warmup over the first N epochs, any schedule (default: 0)")
     recipe.add_argument("--label-smoothing", type=float, metavar="EPS", help="label smoothing of the main and both auxiliary losses (default: 0)")
     recipe.add_argument("--clip-grad-norm", type=float, metavar="MAX", help="clip the gradients' global norm (all parameters) to MAX")
@@ -177,15 +178,23 @@ def resolve_defaults(args):
         raise UsageError(f"{' and '.join(exclusive)} do not go together: --resume continues a run, --overwrite and "
                          "--pretrained start a new one, --eval-only trains nothing")
     if not args.resume:  # a resumed run takes its recipe from its checkpoint (inherit_recipe)
-        for name, value in RECIPE_DEFAULTS.items():
-            if getattr(args, name) is None:
-                setattr(args, name, value)
-    check_recipe(args)
+        fill_recipe_defaults(args)
+    check_recipe(args, complete=not args.resume)
     return args
 
 
-def check_recipe(args):
-    """Raise UsageError for recipe values out of range or that do not fit together (unset ones are skipped)."""
+def fill_recipe_defaults(args):
+    """Give the recipe flags left unset their defaults (a new run; a resumed one inherits its checkpoint's)."""
+    for name, value in RECIPE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
+def check_recipe(args, complete=True):
+    """Raise UsageError for recipe values out of range or that do not fit together (unset ones are skipped).
+
+    ``complete``: every recipe flag has its final value (before a resume, ``--ema`` may still come from the checkpoint).
+    """
     if args.warmup_epochs is not None and args.warmup_epochs < 0:
         raise UsageError(f"--warmup-epochs must be at least 0, got {args.warmup_epochs}")
     if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
@@ -194,7 +203,7 @@ def check_recipe(args):
         raise UsageError(f"--clip-grad-norm must be positive, got {args.clip_grad_norm}")
     if args.ema is not None and not 0 < args.ema < 1:
         raise UsageError(f"--ema must lie strictly between 0 and 1 (e.g. 0.999), got {args.ema}")
-    if args.best_of == "ema" and args.ema is None and not args.resume:
+    if complete and args.best_of == "ema" and args.ema is None:
         raise UsageError("--best-of ema needs --ema DECAY")
     if args.lr_schedule == "step" and args.lr_decay_epochs is None:
         raise UsageError("--lr-schedule step needs --lr-decay-epochs N")
@@ -242,7 +251,7 @@ class StopSignal:
 def build_optimizer(model, args, train_size, steps_per_epoch):
     """Momentum with L2 decay on every parameter (and global-norm clipping if asked), and its schedule."""
     epochs_to_steps = lambda epochs: max(1, round(epochs * steps_per_epoch))  # noqa: E731
-    decay_samples = round(args.lr_decay_epochs * train_size) if args.lr_decay_epochs else args.lr_decay_samples
+    decay_samples = max(1, round(args.lr_decay_epochs * train_size)) if args.lr_decay_epochs else args.lr_decay_samples
     scheduler = TrainingSchedule(
         args.lr,
         kind=args.lr_schedule,
@@ -420,6 +429,9 @@ def run(args):
     if resumed:
         check_resumable(resumed, resume_path, args, data)
         inherit_recipe(resumed, resume_path, args)
+    elif args.resume:  # --resume auto in a folder without a checkpoint: a new run
+        fill_recipe_defaults(args)
+        check_recipe(args)
 
     try:
         model = get_model(args.model, **model_kwargs(args, len(data.class_names)))

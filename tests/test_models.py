@@ -159,7 +159,8 @@ def test_resnet_projection_shortcuts_only_where_channels_change():
 
 
 def test_forward_hooks_of_every_sublayer_fire_in_training(named_model):
-    """Every layer runs as itself in CPU training (no fused path bypasses a sublayer or a user's hook)."""
+    """Every layer of a plain model runs as itself in training on the CPU (no fused path bypasses a sublayer
+    or a user's hook; the CPU-training pass, applied by train.py, is tested in test_cpu_training.py)."""
     name, model = named_model
     fired, hooks = set(), []
     for sublayer_name, layer in model.named_sublayers():

@@ -81,6 +81,23 @@ def test_resume_auto_without_a_checkpoint_does_not_clobber_the_records(tiny_list
     assert (output / "metrics.jsonl").read_text() == (earlier_run / "metrics.jsonl").read_text()
 
 
+def test_resume_auto_in_a_new_folder_starts_a_run_with_the_recipe_given(tiny_lists, tmp_path, capsys):
+    output = tmp_path / "new"
+    code, _, err = run(capsys, tiny_args(tiny_lists, output, "--resume", "auto", "--lr-schedule", "cosine"))
+    assert code == 0, err
+    assert json.loads((output / "args.json").read_text())["lr_schedule"] == "cosine"
+    assert len((output / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_damaged_metrics_file_is_one_line_naming_it(tiny_lists, earlier_run, tmp_path, capsys):
+    output = tmp_path / "damaged"
+    output.mkdir()
+    (output / "metrics.jsonl").write_text((earlier_run / "metrics.jsonl").read_text() + '{"epoch": 2, "val_t')
+    code, _, err = run(capsys, tiny_args(tiny_lists, output))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "metrics.jsonl, line 2: not a JSON record" in err
+
+
 @pytest.mark.parametrize("flags, difference", [
     (("--image-size", "96"), "it was trained with --image-size 64, this run has --image-size 96"),
     (("--lr-schedule", "cosine"), "it was trained with --lr-schedule discexp, this run has --lr-schedule cosine"),
