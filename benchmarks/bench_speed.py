@@ -71,6 +71,7 @@ HEAP_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 VARIANTS = {
     "omp-mkl": ({"OMP_NUM_THREADS": "{t}", "MKL_NUM_THREADS": "{t}"}, 1),
     "mkl-only": ({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "{t}"}, 1),
+    "mkl-generic": ({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "{t}", "MKL_DEBUG_CPU_TYPE": ""}, 1),  # MKL's own kernel choice
     "one-thread": ({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, 1),
     "blocktime-0": ({"OMP_NUM_THREADS": "{t}", "MKL_NUM_THREADS": "{t}", "KMP_BLOCKTIME": "0"}, 1),
     "onednn-flag": ({"OMP_NUM_THREADS": "{t}", "MKL_NUM_THREADS": "{t}", "FLAGS_use_mkldnn": "1"}, 1),

@@ -101,7 +101,8 @@ def machine_summary(batch, image_size, threads, malloc):
     """The machine, its load at the start and at the end of the run, the settings and the framework versions."""
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "load_average_at_start": LOAD_AT_START, "load_average": os.getloadavg(), "batch": batch, "image_size": image_size,
-            "threads": threads, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "malloc": malloc}
+            "threads": threads, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "malloc": malloc,
+            "MKL_DEBUG_CPU_TYPE": os.environ.get("MKL_DEBUG_CPU_TYPE")}
     for name in ("paddle", "torch"):
         if name in sys.modules:
             info[name] = sys.modules[name].__version__

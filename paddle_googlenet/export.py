@@ -136,11 +136,16 @@ def write_onnx(export_dir, opset=None):
         import paddle2onnx
     except ImportError as exc:
         raise ExportError("--onnx needs the paddle2onnx package: pip install paddle2onnx (and onnxruntime to run it)") from exc
+    converter_2x = not paddle2onnx.__version__.startswith(("0.", "1."))
+    if converter_2x and paddle_major_version() < 3:
+        raise ExportError(f"paddle2onnx {paddle2onnx.__version__} needs Paddle 3; with Paddle 2.6 use pip install 'paddle2onnx<2'")
     export_dir = Path(export_dir)
     program, params = program_files(export_dir)
     onnx_path = export_dir / ONNX_FILE
     options = {"opset_version": opset} if opset else {}
-    paddle2onnx.export(str(program), str(params), str(onnx_path), optimize_tool="None", **options)
+    if converter_2x:
+        options["optimize_tool"] = "None"  # the plain conversion (1.x has no optimiser step to turn off)
+    paddle2onnx.export(str(program), str(params), str(onnx_path), **options)
     if not onnx_path.is_file():
         raise ExportError(f"paddle2onnx did not write {onnx_path}; see its messages above")
     return onnx_path

@@ -1,14 +1,20 @@
-"""The process around Paddle: cores, thread count, importing Paddle and its version.
+"""The process around Paddle: cores, thread count, math-library kernels, importing Paddle and its version.
 
 ``configure_threads()`` must run before Paddle is imported anywhere in the process: ``import paddle``
 pins its math library to one thread unless ``MKL_NUM_THREADS`` (or ``OMP_NUM_THREADS``) is already
-set. ``train.py``, ``infer.py``, ``python -m paddle_googlenet.export`` and the benchmarks call it
+set, and the MKL inside Paddle chooses its kernels once, when it first runs. ``train.py``, ``infer.py``, ``python -m paddle_googlenet.export`` and the benchmarks call it
 first; a library user who only imports a model gets Paddle's own default. See docs/performance.md.
 """
 
 import os
 import sys
 import warnings
+
+# NumPy before Paddle: Paddle 2.6 imported first breaks OpenCV's PNG decoding in the same process
+# (libpng reports "bad parameters to zlib", or the process crashes). The package's modules import
+# this one first, and so does a rank started by ``train.py --nproc`` (it re-imports train.py, which
+# imports this package, before Paddle).
+import numpy  # noqa: F401  (imported for its load order)
 
 
 def usable_cores():
@@ -30,16 +36,40 @@ def default_thread_count():
     return max(1, usable_cores() // local_process_count())
 
 
-def configure_threads(threads=None):
-    """Let Paddle's convolutions (MKL's SGEMM, nearly all the parallel work) use ``threads`` threads
-    (default: ``default_thread_count()``) by setting ``MKL_NUM_THREADS``, unless the user set it.
+def amd_cpu_with_avx2(cpuinfo="/proc/cpuinfo"):
+    """True when the first CPU listed in ``cpuinfo`` is an AMD one with AVX2 (False where there is no such file)."""
+    fields = {}
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if not line.strip():
+                    break  # the end of the first processor's block
+                name, _, value = line.partition(":")
+                fields[name.strip()] = value.strip()
+    except OSError:
+        return False
+    return fields.get("vendor_id") == "AuthenticAMD" and "avx2" in fields.get("flags", "").split()
 
-    Returns the thread count in force, or None when Paddle was already imported (too late to change).
-    ``OMP_NUM_THREADS`` is left to Paddle (1): raising it changed nothing measurable and makes Paddle warn.
+
+def configure_threads(threads=None):
+    """Set up Paddle's math library (MKL) for this process; call it before Paddle is imported.
+
+    * Threads: lets Paddle's convolutions (MKL's SGEMM, nearly all the parallel work) use ``threads``
+      threads (default: ``default_thread_count()``) by setting ``MKL_NUM_THREADS``.
+      ``OMP_NUM_THREADS`` is left to Paddle (1): raising it changed nothing measurable and makes Paddle warn.
+    * Kernels: on an AMD CPU with AVX2, sets ``MKL_DEBUG_CPU_TYPE=5``. The MKL that Paddle bundles
+      (2019) otherwise runs its generic SSE kernels on every non-Intel CPU; this variable makes it use
+      its AVX2 ones (newer MKL versions ignore it and choose well by themselves).
+
+    A variable the user set already is left as it is (``MKL_DEBUG_CPU_TYPE=`` with an empty value
+    keeps MKL's own choice). Returns the thread count in force, or None when Paddle was already
+    imported (too late to change anything).
     """
     if "paddle" in sys.modules:
         return None
     os.environ.setdefault("MKL_NUM_THREADS", str(threads or default_thread_count()))
+    if amd_cpu_with_avx2():
+        os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
     return int(os.environ["MKL_NUM_THREADS"])
 
 

@@ -272,11 +272,13 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
         update = ranks[0][f"final/{name}"] - ranks[0][f"initial/{name}"]
         expected = single[f"final/{name}"] - single[f"initial/{name}"]
         assert np.abs(expected).max() > 0, name
-        np.testing.assert_allclose(update, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=name)
+        # Each side's new weights are rounded to float32, so their updates may differ by the spacing of
+        # the largest weight (one unit in the last place) besides the summation order's relative error.
+        atol = 1e-5 * np.abs(expected).max() + 2 * np.spacing(np.abs(single[f"final/{name}"]).max())
+        np.testing.assert_allclose(update, expected, rtol=1e-4, atol=atol, err_msg=name)
         np.testing.assert_array_equal(ranks[0][f"ema/{name}"], ranks[1][f"ema/{name}"], err_msg=name)
         np.testing.assert_allclose(ranks[0][f"ema/{name}"] - ranks[0][f"initial/{name}"],  # the EMA's move: half the update
-                                   single[f"ema/{name}"] - single[f"initial/{name}"],
-                                   rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=name)
+                                   single[f"ema/{name}"] - single[f"initial/{name}"], rtol=1e-4, atol=atol, err_msg=name)
     multi, one = read_metrics(tmp_path / "multi"), read_metrics(tmp_path / "single")
     assert len(multi) == 1 and multi[0]["global_step"] == 1  # only rank 0 writes; global batch 6 = 2 ranks x 3
     assert multi[0]["train_loss"] == pytest.approx(one[0]["train_loss"], rel=1e-5)
