@@ -397,6 +397,12 @@ def prepare_output(args, check_earlier=True):
     check_writable(args.logdir, "--logdir")
     resume_path = resolve_resume(args.resume, output) if args.resume else None
     continues_here = resume_path is not None and Path(resume_path).resolve().parent == output.resolve()
+    latest = output / f"latest{SUFFIX}"
+    if continues_here and check_earlier and latest.is_file() and Path(resume_path).is_file() and not os.path.samefile(resume_path, latest):
+        raise OutputError(
+            f"{resume_path} is an earlier state of the run in {args.output}, whose latest checkpoint is {latest}; resuming it "
+            f"there would replace the later epochs. Resume it into another folder with --output DIR, or continue the run with --resume auto"
+        )
     earlier = None if args.overwrite or continues_here or not check_earlier else describe_earlier_run(output, args.logdir)
     if earlier and args.resume == "auto":
         raise OutputError(f"{args.output} holds {earlier}, but no latest{SUFFIX} to resume; "

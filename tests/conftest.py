@@ -29,6 +29,14 @@ def write_tiny_list_dataset(root, classes=3, per_class=8, size=72, seed=0):
     return root / "train.txt", root / "val.txt"
 
 
+def tiny_args(lists, output, *extra, model="googlenet", epochs=2):
+    """train.py arguments for a short run on the tiny list dataset: 64×64, batch 6, no loader workers."""
+    train_list, val_list = lists
+    return [model, "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
+            "--image-size", "64", "--batch-size", "6", "--epochs", str(epochs), "--workers", "0", "--output", str(output),
+            *map(str, extra)]
+
+
 @pytest.fixture(scope="session")
 def tiny_lists(tmp_path_factory):
     """(train list, val list) of 18 + 6 images in 3 classes."""

@@ -7,6 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
+from conftest import tiny_args
 from paddle_googlenet.checkpoint import load_checkpoint
 from paddle_googlenet.ema import ModelEMA
 from paddle_googlenet.engine import classification_loss
@@ -121,13 +122,6 @@ def test_clipping_limits_the_global_norm_and_keeps_the_direction():
 
 RECIPE = ["--ema", "0.9", "--best-of", "ema", "--label-smoothing", "0.1", "--lr-schedule", "cosine",
           "--warmup-epochs", "1", "--clip-grad-norm", "5"]
-
-
-def tiny_args(lists, output, *extra):
-    train_list, val_list = lists
-    return ["googlenet", "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
-            "--image-size", "64", "--batch-size", "6", "--epochs", "2", "--workers", "0", "--output", str(output),
-            *map(str, extra)]
 
 
 def test_every_option_resumes_exactly_and_is_recorded(tiny_lists, tmp_path):

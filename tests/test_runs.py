@@ -15,17 +15,14 @@ from paddle_googlenet.models import get_model
 from paddle_googlenet.pretrained import load_pretrained, vision_names_to_ours
 from paddle_googlenet.training import main
 
+from conftest import tiny_args as shared_tiny_args
 from conftest import write_tiny_list_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_args(lists, output, *extra, model="googlenet"):
-    train_list, val_list = lists
-    return [
-        model, "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
-        "--image-size", "64", "--batch-size", "6", "--epochs", "1", "--workers", "0", "--output", str(output), *extra,
-    ]
+    return shared_tiny_args(lists, output, *extra, model=model, epochs=1)
 
 
 def run(capsys, argv):

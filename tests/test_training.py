@@ -18,18 +18,14 @@ from paddle_googlenet.models import GoogLeNetOutputs
 from paddle_googlenet.schedule import TrainingSchedule
 from paddle_googlenet.training import UsageError, get_args_parser, main, resolve_defaults
 
+from conftest import tiny_args as shared_tiny_args
 from conftest import write_tiny_list_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_args(tiny_lists, output, *extra):
-    train_list, val_list = tiny_lists
-    return [
-        "googlenet", "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
-        "--image-size", "64", "--batch-size", "6", "--epochs", "2", "--workers", "0", "--log-interval", "1",
-        "--output", str(output), *extra,
-    ]
+    return shared_tiny_args(tiny_lists, output, "--log-interval", "1", *extra)
 
 
 def read_metrics(output):
@@ -136,6 +132,19 @@ def test_resume_after_an_epoch_ends_with_the_same_weights(tiny_lists, tmp_path):
     for name in straight:
         np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
     assert [m["global_step"] for m in read_metrics(tmp_path / "resumed")] == [3, 6]
+
+
+def test_resuming_an_earlier_epoch_in_its_own_folder_is_refused(tiny_lists, tmp_path, capsys):
+    """It would replace the run's later epochs: one line, exit 2, nothing touched; --resume auto continues."""
+    assert main(tiny_args(tiny_lists, tmp_path)) == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    capsys.readouterr()
+    assert main(tiny_args(tiny_lists, tmp_path, "--epochs", "3", "--resume", str(tmp_path / "epoch_1.pdckpt"))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "epoch_1.pdckpt is an earlier state of the run" in err and "--output DIR" in err
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
+    assert main(tiny_args(tiny_lists, tmp_path, "--epochs", "3", "--resume", "auto")) == 0
+    assert [m["epoch"] for m in read_metrics(tmp_path)] == [1, 2, 3]
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_lists, tmp_path, capsys):
