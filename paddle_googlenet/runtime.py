@@ -2,8 +2,9 @@
 
 ``configure_threads()`` must run before Paddle is imported anywhere in the process: ``import paddle``
 pins its math library to one thread unless ``MKL_NUM_THREADS`` (or ``OMP_NUM_THREADS``) is already
-set, and the MKL inside Paddle chooses its kernels once, when it first runs. ``train.py``, ``infer.py``, ``python -m paddle_googlenet.export`` and the benchmarks call it
-first; a library user who only imports a model gets Paddle's own default. See docs/performance.md.
+set, and the MKL inside Paddle chooses its kernels once, when it first runs. ``train.py``,
+``infer.py``, ``python -m paddle_googlenet.export`` and the benchmarks call it first; a library user
+who only imports a model gets Paddle's own defaults. See docs/performance.md.
 """
 
 import os
@@ -58,7 +59,7 @@ def configure_threads(threads=None):
       threads (default: ``default_thread_count()``) by setting ``MKL_NUM_THREADS``.
       ``OMP_NUM_THREADS`` is left to Paddle (1): raising it changed nothing measurable and makes Paddle warn.
     * Kernels: on an AMD CPU with AVX2, sets ``MKL_DEBUG_CPU_TYPE=5``. The MKL that Paddle bundles
-      (2019) otherwise runs its generic SSE kernels on every non-Intel CPU; this variable makes it use
+      (2019) otherwise runs its generic, slower kernels on every non-Intel CPU; this variable makes it use
       its AVX2 ones (newer MKL versions ignore it and choose well by themselves).
 
     A variable the user set already is left as it is (``MKL_DEBUG_CPU_TYPE=`` with an empty value
