@@ -6,6 +6,7 @@ checkpoint). ``--eval-only CHECKPOINT`` evaluates a checkpoint instead of traini
 """
 
 import argparse
+import filecmp
 import os
 import signal
 import sys
@@ -398,7 +399,9 @@ def prepare_output(args, check_earlier=True):
     resume_path = resolve_resume(args.resume, output) if args.resume else None
     continues_here = resume_path is not None and Path(resume_path).resolve().parent == output.resolve()
     latest = output / f"latest{SUFFIX}"
-    if continues_here and check_earlier and latest.is_file() and Path(resume_path).is_file() and not os.path.samefile(resume_path, latest):
+    # latest is a hard link to the newest checkpoint or, where there are none, a copy: compare contents
+    if (continues_here and check_earlier and latest.is_file() and Path(resume_path).is_file()
+            and not filecmp.cmp(resume_path, latest, shallow=False)):
         raise OutputError(
             f"{resume_path} is an earlier state of the run in {args.output}, whose latest checkpoint is {latest}; resuming it "
             f"there would replace the later epochs. Resume it into another folder with --output DIR, or continue the run with --resume auto"
