@@ -7,7 +7,9 @@ Every engine gets a warm-up, then the engines take turns, one trial each per rou
 other processes on a shared machine hits them alike; each trial times one batch (throughput) and
 the median of a few single-image runs (latency). Reported: medians over trials, and the speed-up
 over dygraph both as a ratio of medians and as the median of per-round ratios. Results also go to
-a JSON file. bf16 runs only where the CPU computes bfloat16 natively (see docs/inference.md).
+a JSON file. bf16 runs only where the CPU computes bfloat16 natively (see docs/inference.md). The
+int8 export is calibrated on the benchmark's own input batch; its accuracy is measured by
+bench_int8.py.
 """
 
 import argparse
@@ -59,7 +61,7 @@ def model_and_metadata(args):
                    "preprocess": make_preprocess(args.image_size or 224, IMAGENET_MEAN, IMAGENET_STD)}
 
 
-def build_engines(model, export_dir, threads):
+def build_engines(model, export_dir, int8_dir, threads):
     """``{name: engine}``, and ``{name: reason}`` for the engines this machine cannot run."""
     engines = {"dygraph fp32": DygraphEngine(model)}
     engines["inference fp32 oneDNN"] = ExportedPredictor(export_dir, device="cpu", precision="fp32", threads=threads)
@@ -68,6 +70,8 @@ def build_engines(model, export_dir, threads):
         engines["inference bf16 oneDNN"] = ExportedPredictor(export_dir, device="cpu", precision="bf16", threads=threads)
     else:
         skipped["inference bf16 oneDNN"] = "no native bfloat16 on this CPU (AVX512-BF16/AMX)"
+    if int8_dir is not None:
+        engines["inference int8 oneDNN"] = ExportedPredictor(int8_dir, device="cpu", threads=threads)
     return engines, skipped
 
 
@@ -159,6 +163,7 @@ def get_args_parser():
     parser.add_argument("--trials", type=int, default=5, help="rounds; every engine runs once per round")
     parser.add_argument("--latency-runs", type=int, default=5, help="batch-1 runs per trial (their median is kept)")
     parser.add_argument("--threads", type=int, default=default_thread_count(), help="CPU math threads of the predictors")
+    parser.add_argument("--no-int8", dest="int8", action="store_false", help="leave out the int8 export")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "inference.json"), help="JSON results file")
     return parser
@@ -172,8 +177,9 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     batch = rng.standard_normal((args.batch_size, 3, size, size), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        export_model(model, tmp, metadata)
-        engines, skipped = build_engines(model, tmp, args.threads)
+        export_model(model, Path(tmp) / "fp32", metadata)
+        int8_dir = export_model(model, Path(tmp) / "int8", metadata, calibration=[batch]) if args.int8 else None
+        engines, skipped = build_engines(model, Path(tmp) / "fp32", int8_dir, args.threads)
         info = machine()
         print(f"{metadata['model_name']} {size}x{size}, batch {args.batch_size}, {args.threads} threads, "
               f"{info['cpu']}, Paddle {info['paddle']}, load average {info['load_average_at_start'][0]:.1f}", flush=True)

@@ -5,8 +5,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from . import distributed
 from .runtime import import_paddle
 from .models import GoogLeNetOutputs

@@ -2,7 +2,9 @@
 
 The folder holds the program and weights written by ``paddle.jit.save`` (``model.json`` in Paddle 3's
 PIR format, or ``model.pdmodel`` from Paddle 2.6, plus ``model.pdiparams``) and ``metadata.json``:
-model name, class names and the evaluation preprocessing, so ``infer.py DIR`` needs nothing else.
+model name, class names, the evaluation preprocessing and the precision, so ``infer.py DIR`` needs
+nothing else. With ``--int8 --calibrate IMAGES`` the program is quantised for oneDNN's int8 kernels
+on the CPU (``quantization.py``), calibrated on those images; it is then always a ``model.pdmodel``.
 
 The program takes one float32 input ``image`` of shape ``[N, 3, H, W]`` (any batch size; H and W
 fixed at export) and has one output: the softmax **probabilities** over ``class_names``. The model is
@@ -20,8 +22,13 @@ if __name__ == "__main__":  # the command line: let Paddle use every core (befor
 
     configure_threads()
 
+import numpy as np
+
 from .runtime import import_paddle, paddle_major_version
 from .checkpoint import CheckpointError, add_weights_argument, build_model, chosen_weights, load_checkpoint
+from .data.inputs import collect_images
+from .data.transforms import ImageReadError, build_eval_transform, load_image
+from .quantization import ALGORITHMS, DEFAULT_ALGORITHM, save_int8_program
 
 paddle = import_paddle()
 
@@ -36,6 +43,8 @@ PARAMS_FILE = MODEL_PREFIX + ".pdiparams"
 ONNX_FILE = MODEL_PREFIX + ".onnx"
 _WRITTEN_FILES = (PIR_PROGRAM, LEGACY_PROGRAM, PARAMS_FILE, PARAMS_FILE + ".info", METADATA_FILE, ONNX_FILE)
 MIN_IMAGE_SIZE = 64  # the smallest input every model accepts (docs/models.md)
+CALIBRATION_IMAGES = 256  # default number of calibration images for --int8
+CALIBRATION_BATCH = 32
 
 
 class ExportError(Exception):
@@ -68,12 +77,39 @@ def resized_preprocess(preprocess, image_size):
     return dict(preprocess, image_size=int(image_size), resize_size=round(image_size * ratio))
 
 
-def export_model(model, output_dir, metadata, overwrite=False):
+def calibration_batches(inputs, preprocess, count=CALIBRATION_IMAGES, batch_size=CALIBRATION_BATCH):
+    """``(batches, images used)``: up to ``count`` images of ``inputs`` preprocessed for evaluation, in float32 batches.
+
+    ``inputs`` are image files, folders and list files, as for ``infer.py``. When they hold more than
+    ``count`` images, the ones used are spread evenly over them (so a class-sorted folder gives every
+    class a share). An input that yields nothing or an unreadable image is an ExportError.
+    """
+    paths, problems = collect_images(inputs)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ExportError(f"--calibrate: {problems[0]}{more}")
+    if not paths:
+        raise ExportError("--calibrate: no images found")
+    if len(paths) > count:
+        paths = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, count).round()]
+    transform = build_eval_transform(preprocess)
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(transform(load_image(path)))
+        except ImageReadError as exc:
+            raise ExportError(f"--calibrate: {exc}; remove it from the calibration images") from None
+    return [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)], len(paths)
+
+
+def export_model(model, output_dir, metadata, overwrite=False, calibration=None, algorithm=DEFAULT_ALGORITHM):
     """Save ``model`` (eval mode, returning logits) for Paddle Inference, with ``metadata``; return the folder.
 
     ``metadata`` needs ``model_name``, ``class_names`` and ``preprocess``; the input and output
-    description, file names and Paddle version are added here. A folder that already holds an
-    export's files is an error, unless ``overwrite``: then they are replaced.
+    description, file names, precision and Paddle version are added here. ``calibration``, a list of
+    float32 batches, makes an int8 export calibrated on them with ``algorithm``
+    (``quantization.save_int8_program``). A folder that already holds an export's files is an
+    error, unless ``overwrite``: then they are replaced.
     """
     output_dir = Path(output_dir)
     size = int(metadata["preprocess"]["image_size"])
@@ -91,7 +127,10 @@ def export_model(model, output_dir, metadata, overwrite=False):
     wrapped = SoftmaxOutput(model)
     wrapped.eval()
     spec = paddle.static.InputSpec([None, 3, size, size], "float32", INPUT_NAME)
-    paddle.jit.save(wrapped, str(output_dir / MODEL_PREFIX), input_spec=[spec])
+    if calibration is None:
+        paddle.jit.save(wrapped, str(output_dir / MODEL_PREFIX), input_spec=[spec])
+    else:
+        save_int8_program(wrapped, spec, output_dir / MODEL_PREFIX, calibration, algorithm)
     program = PIR_PROGRAM if (output_dir / PIR_PROGRAM).is_file() else LEGACY_PROGRAM
     metadata = dict(
         metadata,
@@ -99,6 +138,7 @@ def export_model(model, output_dir, metadata, overwrite=False):
         format_version=FORMAT_VERSION,
         input={"name": INPUT_NAME, "shape": [None, 3, size, size], "dtype": "float32"},
         output="probabilities",
+        precision="fp32" if calibration is None else "int8",
         program_file=program,
         params_file=PARAMS_FILE,
         paddle_version=paddle.__version__,
@@ -109,11 +149,17 @@ def export_model(model, output_dir, metadata, overwrite=False):
     return output_dir
 
 
-def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="auto", overwrite=False):
+def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="auto", overwrite=False,
+                      calibrate=None, calibration_images=CALIBRATION_IMAGES, algorithm=DEFAULT_ALGORITHM):
     """Export the model of a ``train.py`` checkpoint; ``image_size`` overrides its crop size, ``weights``
-    chooses its trained or EMA weights (``checkpoint.chosen_weights``). Returns the folder."""
+    chooses its trained or EMA weights (``checkpoint.chosen_weights``). ``calibrate``, a list of image
+    files, folders or list files, makes an int8 export calibrated on ``calibration_images`` of their
+    images with ``algorithm``. Returns the folder."""
     state = load_checkpoint(checkpoint_path)
     preprocess = resized_preprocess(state["preprocess"], image_size)
+    batches = None
+    if calibrate:  # read before anything is written: a bad image leaves the output folder untouched
+        batches, used = calibration_batches(calibrate, preprocess, calibration_images)
     train_state = state.get("train_state", {})
     metadata = {
         "model_name": state["model_name"],
@@ -127,7 +173,9 @@ def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="aut
             "weights": chosen_weights(state, weights),
         },
     }
-    return export_model(build_model(state, weights), output_dir, metadata, overwrite)
+    if batches:
+        metadata["calibration"] = {"inputs": [str(Path(item).resolve()) for item in calibrate], "images": used, "algorithm": algorithm}
+    return export_model(build_model(state, weights), output_dir, metadata, overwrite, batches, algorithm)
 
 
 def write_onnx(export_dir, opset=None):
@@ -208,20 +256,50 @@ def get_args_parser():
     parser.add_argument("--image-size", type=int, metavar="N",
                         help="input height and width of the exported program (default: the checkpoint's crop size)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx with paddle2onnx (pip install paddle2onnx)")
+    int8 = parser.add_argument_group("int8 (oneDNN on the CPU; docs/inference.md)")
+    int8.add_argument("--int8", action="store_true", help="quantise the program to int8 after calibrating it on --calibrate")
+    int8.add_argument("--calibrate", nargs="+", metavar="INPUT",
+                      help="calibration images: files, folders or list files, e.g. the training images")
+    int8.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
+                      help="use at most N of them, spread evenly (default: %(default)s)")
+    int8.add_argument("--calibration-algo", choices=ALGORITHMS, default=DEFAULT_ALGORITHM,
+                      help="how each activation's range is chosen (default: %(default)s)")
     return parser
 
 
+def usage_error(args):
+    """The message for a combination of options that cannot work, or None."""
+    if args.int8 and not args.calibrate:
+        return "--int8 needs calibration images: --calibrate INPUT [INPUT ...] (e.g. the training images)"
+    if args.calibrate and not args.int8:
+        return "--calibrate is for --int8 exports; add --int8, or drop --calibrate"
+    if args.int8 and args.onnx:
+        return "--onnx converts float32 exports; export without --int8 for ONNX"
+    if args.calibration_images < 1:
+        return f"--calibration-images must be at least 1, got {args.calibration_images}"
+    return None
+
+
 def main(argv=None):
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    problem = usage_error(args)
+    if problem:
+        parser.error(problem)  # exit code 2
     try:
-        output = export_checkpoint(args.checkpoint, args.output, args.image_size, args.weights, args.overwrite)
+        output = export_checkpoint(args.checkpoint, args.output, args.image_size, args.weights, args.overwrite,
+                                   args.calibrate, args.calibration_images, args.calibration_algo)
         onnx_path = write_onnx(output) if args.onnx else None
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     metadata = load_metadata(output)
     size = metadata["preprocess"]["image_size"]
-    print(f"exported {metadata['model_name']} ({len(metadata['class_names'])} classes, {size}x{size} input) "
+    calibration = metadata.get("calibration")
+    if calibration:
+        print(f"int8: calibrated on {calibration['images']} images ({calibration['algorithm']})")
+    print(f"exported {metadata['model_name']} ({len(metadata['class_names'])} classes, {size}x{size} input, "
+          f"{metadata['precision']}) "
           f"to {output}: {metadata['program_file']}, {metadata['params_file']}, {METADATA_FILE}"
           + (f", {onnx_path.name}" if onnx_path else ""))
     print(f"predict with: python infer.py {output} IMAGE...")

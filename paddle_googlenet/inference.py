@@ -2,15 +2,14 @@
 
 ``open_predictor(model_path, ...)`` returns a ``CheckpointPredictor`` (dygraph, float32) for a
 ``train.py`` checkpoint, or an ``ExportedPredictor`` (Paddle Inference: oneDNN on CPU, optionally
-bfloat16; float16 and TensorRT on GPU) for a folder written by ``python -m paddle_googlenet.export``.
+bfloat16, or int8 for an int8 export; float16 and TensorRT on GPU) for a folder written by ``python -m paddle_googlenet.export``.
 Both take batches preprocessed with the evaluation transform stored in the model and return softmax
 probabilities, so they predict what evaluation measured. ``collect_images`` expands files, folders
-and list files; ``predict_files`` yields a ``Prediction`` or an ``ImageReadError`` per image, in order.
+and list files (``data.inputs``); ``predict_files`` yields a ``Prediction`` or an ``ImageReadError`` per image, in order.
 """
 
 import argparse
 import json
-import os
 import sys
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtime import default_thread_count, import_paddle
+from .runtime import default_thread_count, import_paddle, quiet_stderr
 from .checkpoint import SUFFIX, CheckpointError, add_weights_argument, build_model, chosen_weights, load_checkpoint
-from .data.errors import DataError
-from .data.folder import IMAGE_EXTENSIONS, image_files, is_image_file
-from .data.lists import SHOWN_ERRORS, read_list_entries
+from .data.inputs import collect_images
 from .data.transforms import ImageReadError, build_eval_transform, load_image
 from .device import DeviceError, gpu_available
 from .export import METADATA_FILE, ExportError, is_export_dir, load_metadata, program_files
@@ -100,7 +97,8 @@ class ExportedPredictor:
     """An exported model run by a ``paddle.inference`` Predictor.
 
     On CPU: oneDNN with ``threads`` math threads, in float32, or bfloat16 where the CPU has native
-    bf16 (otherwise float32, with a notice). On GPU: float32, float16 or bfloat16 mixed precision,
+    bf16 (otherwise float32, with a notice); an int8 export (``export --int8``) runs int8, on the
+    CPU only. On GPU: float32, float16 or bfloat16 mixed precision,
     optionally through TensorRT (float32 or float16). ``max_batch_size`` sizes TensorRT's engine.
     """
 
@@ -113,14 +111,21 @@ class ExportedPredictor:
         self.class_names = list(metadata["class_names"])
         self.preprocess = dict(metadata["preprocess"])
         self.input_name = metadata["input"]["name"]
-        self.device = resolve_device(device)
+        int8 = metadata.get("precision") == "int8"
+        if int8 and device == "gpu":
+            raise InferenceError(f"{export_dir} is an int8 export, which runs on the CPU (oneDNN); use --device cpu, "
+                                 "or export the checkpoint without --int8 for the GPU")
+        self.device = "cpu" if int8 else resolve_device(device)
         config = paddle.inference.Config(str(program), str(params))
-        if self.device == "gpu":
+        if int8:
+            self.precision = self._configure_int8(config, precision, threads or default_thread_count(), tensorrt)
+        elif self.device == "gpu":
             self.precision = self._configure_gpu(config, precision, tensorrt, max_batch_size)
         else:
             self.precision = self._configure_cpu(config, precision, threads or default_thread_count(), tensorrt)
         config.disable_glog_info()
-        self.predictor = paddle.inference.create_predictor(config)
+        with quiet_stderr():  # the int8 passes report their work there even so
+            self.predictor = paddle.inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.input_name)
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
@@ -140,6 +145,16 @@ class ExportedPredictor:
             _first_method(config, "enable_onednn_bfloat16", "enable_mkldnn_bfloat16")()
             return "bf16"
         return "fp32"
+
+    @classmethod
+    def _configure_int8(cls, config, precision, threads, tensorrt):
+        if precision != "fp32":
+            notice(f"--precision {precision}: this export is int8, which it runs in")
+        cls._configure_cpu(config, "fp32", threads, tensorrt)
+        if hasattr(config, "enable_new_ir"):  # Paddle 3: oneDNN's int8 passes work on the classic program
+            config.enable_new_ir(False)
+        _first_method(config, "enable_onednn_int8", "enable_mkldnn_int8")()
+        return "int8"
 
     def _configure_gpu(self, config, precision, tensorrt, max_batch_size):
         types = paddle.inference.PrecisionType
@@ -201,58 +216,6 @@ def _check_export_dir(path):
         raise InferenceError(f"{path} has no {METADATA_FILE}, so the classes and preprocessing are unknown; "
                              f"export the checkpoint with python -m paddle_googlenet.export")
     raise InferenceError(f"{path} is a folder without {METADATA_FILE}; {MODEL_PATH_HELP}")
-
-
-def collect_images(inputs):
-    """``(image paths, problems)`` for files, folders (searched recursively) and list files, in the given order.
-
-    A file with an image extension is an image; any other file is a list file (``read_image_list``).
-    ``problems`` holds a message for each input that does not exist or yields no image, and for
-    each list line that names no existing file.
-    """
-    images, problems = [], []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = image_files(item)
-            if not found:
-                problems.append(f"{item}: no image files ({' '.join(IMAGE_EXTENSIONS)}) in this folder")
-        elif path.is_file() and is_image_file(path):
-            found = [item]
-        elif path.is_file():
-            found, list_problems = read_image_list(item)
-            problems.extend(list_problems)
-        else:
-            problems.append(f"{item}: no such file or folder")
-            continue
-        images.extend(found)
-    return images, problems
-
-
-def read_image_list(list_file):
-    """``(image paths, problems)`` of a list file, read by ``data.lists`` as for training, labels ignored.
-
-    Lines naming no existing file are problems (the first ``SHOWN_ERRORS``, and how many more); if
-    no line names an existing file, the file is not a list of images: one problem says so.
-    """
-    try:
-        entries = read_list_entries(list_file)
-    except DataError as exc:
-        return [], [str(exc)]
-    if not entries:
-        return [], [f"{list_file}: an empty list file (expected one image path per line)"]
-    found, missing = [], []
-    for entry in entries:
-        (found if os.path.isfile(entry.file) else missing).append(entry)
-    if not found:
-        first = entries[0]
-        text = first.line if len(first.line) <= 40 else first.line[:40] + "…"
-        return [], [f"{list_file}: not a list of images: line {first.number} ({text!r}) names no existing file "
-                    "(a list file holds one image path per line, optionally a tab and a label)"]
-    problems = [f"{list_file}:{entry.number}: no such image file {entry.path}" for entry in missing[:SHOWN_ERRORS]]
-    if len(missing) > SHOWN_ERRORS:
-        problems.append(f"{list_file}: ... and {len(missing) - SHOWN_ERRORS} more lines naming no existing file")
-    return [entry.file for entry in found], problems
 
 
 def top_k(probs, class_names, k):
@@ -320,8 +283,8 @@ def get_args_parser():
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto (default): a GPU if Paddle sees one, else the CPU")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="exported models: bf16 on CPUs with native bfloat16, fp16 or bf16 on GPU; checkpoints always run "
-                             "fp32 (default: %(default)s)")
+                        help="exported models: bf16 on CPUs with native bfloat16, fp16 or bf16 on GPU; int8 exports (export --int8) "
+                             "run int8 and checkpoints fp32 whatever this says (default: %(default)s)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help=f"CPU math threads of an exported model (default: the usable cores, {default_thread_count()} here)")
     parser.add_argument("--tensorrt", action="store_true", help="exported models on GPU: run through TensorRT (fp32 or fp16)")

@@ -7,8 +7,10 @@ set, and the MKL inside Paddle chooses its kernels once, when it first runs. ``t
 who only imports a model gets Paddle's own defaults. See docs/performance.md.
 """
 
+import contextlib
 import os
 import sys
+import tempfile
 import warnings
 
 # NumPy before Paddle: Paddle 2.6 imported first breaks OpenCV's PNG decoding in the same process
@@ -72,6 +74,28 @@ def configure_threads(threads=None):
     if amd_cpu_with_avx2():
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
     return int(os.environ["MKL_NUM_THREADS"])
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Hold back what this process writes to its standard error (file descriptor 2, so Paddle's C++
+    messages and progress bars too) during the block; it is shown only if the block raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode("utf-8", errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def import_paddle():

@@ -60,6 +60,12 @@ def export_dir(checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def int8_export_dir(checkpoint, tiny_lists, tmp_path_factory):
+    """The checkpoint exported as int8, calibrated on the training list (18 images)."""
+    return export.export_checkpoint(checkpoint, tmp_path_factory.mktemp("export_int8") / "googlenet", calibrate=[tiny_lists[0]])
+
+
+@pytest.fixture(scope="session")
 def images(tiny_lists):
     return sorted(str(p) for p in tiny_lists[0].parent.glob("*.png"))
 
@@ -107,6 +113,7 @@ def test_export_writes_one_program_its_weights_and_metadata(export_dir):
     assert metadata["model_name"] == "googlenet" and metadata["class_names"] == CLASS_NAMES
     assert metadata["preprocess"]["image_size"] == 64 and metadata["output"] == "probabilities"
     assert metadata["input"] == {"name": "image", "shape": [None, 3, 64, 64], "dtype": "float32"}
+    assert metadata["precision"] == "fp32" and "calibration" not in metadata
     program, params = export.program_files(export_dir)
     assert program.name == (export.PIR_PROGRAM if export.paddle_reads_pir() else export.LEGACY_PROGRAM) == metadata["program_file"]
     assert params.is_file()
@@ -139,18 +146,31 @@ def test_exported_alexnet_with_its_lrn_matches_dygraph(tmp_path):
     np.testing.assert_allclose(predictor.predict(batch), expected, atol=1e-5)
 
 
-def optimized_operators(export_dir, cache_dir):
-    """The operators (name and attributes) of the program Paddle Inference runs for an export on the CPU with oneDNN."""
+def optimized_operators(export_dir, cache_dir, int8=False):
+    """The operators (name and attributes) of the program Paddle Inference runs for an export on the CPU with oneDNN.
+
+    For a PIR program, the attributes hold every value; for a classic one (int8 exports), the string ones.
+    """
     import paddle
 
     program, params = export.program_files(export_dir)
     config = paddle.inference.Config(str(program), str(params))
     config.disable_gpu()
-    config.enable_onednn()
+    getattr(config, "enable_onednn", None) or config.enable_mkldnn()
+    if int8:
+        getattr(config, "enable_new_ir", lambda on: None)(False)
+        config.enable_mkldnn_int8()
     config.enable_save_optim_model(True)  # written when the predictor is created
     config.set_optim_cache_dir(str(cache_dir))
     config.disable_glog_info()
     paddle.inference.create_predictor(config)
+
+    if (cache_dir / "_optimized.pdmodel").is_file():
+        from paddle.base.proto import framework_pb2
+
+        desc = framework_pb2.ProgramDesc()
+        desc.ParseFromString((cache_dir / "_optimized.pdmodel").read_bytes())
+        return [(op.type, {a.name: a.s for a in op.attrs}) for op in desc.blocks[0].ops]
 
     def operators(node):  # in the PIR JSON format an operator is an object with a name "#" and outputs "O"
         if isinstance(node, dict):
@@ -165,25 +185,88 @@ def optimized_operators(export_dir, cache_dir):
     return list(operators(json.loads((cache_dir / "_optimized.json").read_text())))
 
 
-@pytest.mark.skipif(not export.paddle_reads_pir(), reason="the JSON program format of Paddle 3")
-def test_the_export_of_the_plain_model_fuses_every_convolution_with_its_bias_and_relu(export_dir, checkpoint, tmp_path):
+def executed_convolutions(model, size=64):
+    """How many convolutions ``model`` runs in eval mode (GoogLeNet's auxiliary heads do not run)."""
     import paddle
-    from paddle_googlenet.checkpoint import build_model, load_checkpoint
 
-    model = build_model(load_checkpoint(checkpoint))
     convolutions = []
     for layer in model.sublayers():
         if isinstance(layer, paddle.nn.Conv2D):
             layer.register_forward_post_hook(lambda *args: convolutions.append(1))
+    model.eval()
     with paddle.no_grad():
-        model(paddle.zeros([1, 3, 64, 64]))  # eval mode: the auxiliary heads' two do not run
-    assert len(convolutions) == 57
+        model(paddle.zeros([1, 3, size, size]))
+    return len(convolutions)
+
+
+@pytest.mark.skipif(not export.paddle_reads_pir(), reason="the JSON program format of Paddle 3")
+def test_the_export_of_the_plain_model_fuses_every_convolution_with_its_bias_and_relu(export_dir, checkpoint, tmp_path):
+    from paddle_googlenet.checkpoint import build_model, load_checkpoint
+
+    convolutions = executed_convolutions(build_model(load_checkpoint(checkpoint)))
+    assert convolutions == 57
     operators = optimized_operators(export_dir, tmp_path)
     names = [name for name, _ in operators]
     fused = [attributes for name, attributes in operators if name == "fused_conv2d"]
-    assert len(fused) == len(convolutions), sorted(set(names))
+    assert len(fused) == convolutions, sorted(set(names))
     assert all(attributes["fuse_activation"] == "relu" for attributes in fused)
     assert not {"conv2d", "add", "elementwise_add", "relu"} & set(names), sorted(set(names))
+
+
+def test_the_int8_export_runs_every_convolution_in_int8_fused_with_its_bias_and_relu(int8_export_dir, checkpoint, tmp_path):
+    from paddle_googlenet.checkpoint import build_model, load_checkpoint
+
+    metadata = export.load_metadata(int8_export_dir)
+    assert metadata["precision"] == "int8" and metadata["program_file"] == export.LEGACY_PROGRAM
+    assert metadata["calibration"]["images"] == 18
+    operators = optimized_operators(int8_export_dir, tmp_path, int8=True)
+    names = [name for name, _ in operators]
+    fused = [attributes for name, attributes in operators if name == "fused_conv2d"]
+    assert len(fused) == executed_convolutions(build_model(load_checkpoint(checkpoint))), sorted(set(names))
+    assert all(attributes["mkldnn_data_type"] == "int8" and attributes["fuse_activation"] == "relu" for attributes in fused)
+    assert not {"conv2d", "elementwise_add", "relu", "reshape2"} & set(names), sorted(set(names))
+    assert not [name for name in names if name.startswith("fake_")], sorted(set(names))
+
+
+def test_the_int8_export_predicts_what_the_checkpoint_predicts(int8_export_dir, images, reference_probs, capsys):
+    predictor = ExportedPredictor(int8_export_dir, precision="bf16")  # an int8 export runs int8 whatever is asked
+    assert (predictor.device, predictor.precision) == ("cpu", "int8")
+    assert "this export is int8" in capsys.readouterr().err
+    probs = predictor.predict(preprocess(predictor, images))
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(probs, reference_probs, atol=0.05)
+    assert top1_agreement(probs, reference_probs, min_margin=0.05) == 1.0
+
+
+def test_int8_export_command_and_its_errors(checkpoint, tiny_lists, images, tmp_path, capsys):
+    output = tmp_path / "int8"
+    assert export.main([str(checkpoint), "--output", str(output), "--int8", "--calibrate", str(tiny_lists[0].parent),
+                        "--calibration-images", "5", "--calibration-algo", "abs_max"]) == 0
+    out = capsys.readouterr().out
+    assert "calibrated on 5 images (abs_max)" in out and "int8" in out
+    assert export.load_metadata(output)["calibration"] == {"inputs": [str(tiny_lists[0].parent.resolve())], "images": 5,
+                                                           "algorithm": "abs_max"}
+    code, out, err = run_main(capsys, output, images[0], "--device", "gpu")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "runs on the CPU" in err
+    code, out, err = run_main(capsys, output, images[0], "--json", "--topk", "1")
+    assert code == 0 and json.loads(out)["topk"][0]["label"] in CLASS_NAMES
+
+    broken = tmp_path / "calibration"
+    broken.mkdir()
+    shutil.copy(images[0], broken)
+    (broken / "broken.png").write_bytes(b"not a png")
+    target = tmp_path / "never_written"
+    assert export.main([str(checkpoint), "--output", str(target), "--int8", "--calibrate", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.png" in err and "--calibrate" in err
+    assert not target.exists()
+    for argv, message in ((["--int8"], "--int8 needs calibration images"),
+                          (["--calibrate", images[0]], "--calibrate is for --int8"),
+                          (["--int8", "--calibrate", images[0], "--onnx"], "--onnx converts float32 exports")):
+        with pytest.raises(SystemExit) as exit_info:
+            export.main([str(checkpoint), "--output", str(target), *argv])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not target.exists()
 
 
 def test_bf16_runs_where_the_cpu_has_it_and_falls_back_otherwise(export_dir, images, reference_probs, capsys):
