@@ -123,7 +123,8 @@ def summarize(results, baseline="dygraph fp32"):
     return summary
 
 
-def machine():
+def machine(load_at_start):
+    """The CPU, its instruction sets of interest, the versions, and ``load_at_start`` (``os.getloadavg()``)."""
     model_name, flags = "unknown", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -141,7 +142,7 @@ def machine():
         "amx_bf16": "amx_bf16" in flags,
         "paddle": paddle.__version__,
         "python": platform.python_version(),
-        "load_average_at_start": list(os.getloadavg()),
+        "load_average_at_start": list(load_at_start),
     }
 
 
@@ -171,6 +172,7 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    load_at_start = os.getloadavg()  # before the exports: they load the machine themselves
     paddle.set_device("cpu")
     model, metadata = model_and_metadata(args)
     size = int(metadata["preprocess"]["image_size"])
@@ -180,7 +182,7 @@ def main(argv=None):
         export_model(model, Path(tmp) / "fp32", metadata)
         int8_dir = export_model(model, Path(tmp) / "int8", metadata, calibration=[batch]) if args.int8 else None
         engines, skipped = build_engines(model, Path(tmp) / "fp32", int8_dir, args.threads)
-        info = machine()
+        info = machine(load_at_start)
         print(f"{metadata['model_name']} {size}x{size}, batch {args.batch_size}, {args.threads} threads, "
               f"{info['cpu']}, Paddle {info['paddle']}, load average {info['load_average_at_start'][0]:.1f}", flush=True)
         checks = agreement(engines, batch)

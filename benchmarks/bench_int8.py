@@ -1,18 +1,19 @@
-"""int8 accuracy: top-1 of a checkpoint, its float32 export and its int8 exports, on the same labelled images.
+"""int8 accuracy: top-1 of a checkpoint, its float32 export and its int8 exports on its run's validation images.
 
-    python benchmarks/bench_int8.py output/googlenet/best.pdckpt --digits
-    python benchmarks/bench_int8.py output/flowers/best.pdckpt --calibrate train.txt --val-list val.txt
+    python benchmarks/bench_int8.py output/googlenet/best.pdckpt
+    python benchmarks/bench_int8.py output/googlenet/best.pdckpt --algos hist abs_max avg mse
 
-The int8 exports are made as ``python -m paddle_googlenet.export --int8 --calibrate INPUT...`` makes
-them, one per ``--algos`` entry, and every model reads the validation images through the same
-evaluation transform. ``--digits`` writes scikit-learn's digits as PNG files (the train split to
-calibrate on, the validation split of ``train.py --dataset digits`` to score) in a temporary folder.
+The data are those the checkpoint's run trained on, read as ``train.py`` read them (its recorded
+``--dataset`` and data flags): every model is scored on the validation split, through the same
+evaluation transform. The int8 exports are made as ``python -m paddle_googlenet.export --int8``
+makes them by default, calibrated on the run's training images, one per ``--algos`` entry.
 Reported per model: top-1, agreement of its top-1 with the checkpoint's, the largest probability
-difference, and the export's calibration time. Results also go to a JSON file.
+difference, and for the int8 exports the time their export took. Results also go to a JSON file.
 """
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -23,8 +24,8 @@ import numpy as np
 from paddle_googlenet.runtime import configure_threads, import_paddle
 
 configure_threads()  # before Paddle is imported: it would pin itself to one thread
-from paddle_googlenet.data.lists import read_list_file
-from paddle_googlenet.data.transforms import build_eval_transform, load_image
+from paddle_googlenet.checkpoint import load_checkpoint
+from paddle_googlenet.data import build_datasets
 from paddle_googlenet.export import CALIBRATION_IMAGES, export_checkpoint
 from paddle_googlenet.inference import CheckpointPredictor, ExportedPredictor
 from paddle_googlenet.quantization import ALGORITHMS, DEFAULT_ALGORITHM
@@ -35,30 +36,15 @@ paddle = import_paddle()
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_digits(folder):
-    """The digits splits as PNG files: ``(train folder, val list file)``."""
-    from PIL import Image
-
-    from paddle_googlenet.data.digits import digits_splits
-
-    folder = Path(folder)
-    list_files = {}
-    for split, (images, labels) in zip(("train", "val"), digits_splits()):
-        lines = []
-        for index, (image, label) in enumerate(zip(images, labels)):
-            path = folder / split / f"{index:04d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(path)
-            lines.append(f"{path}\t{label}")
-        list_files[split] = folder / f"{split}.txt"
-        list_files[split].write_text("\n".join(lines) + "\n")
-    return folder / "train", list_files["val"]
+def validation_arrays(checkpoint):
+    """``(images N x 3 x H x W float32, labels)`` of the validation split of the checkpoint's run."""
+    val = build_datasets(argparse.Namespace(**load_checkpoint(checkpoint)["args"])).val
+    items = [val[index] for index in range(len(val))]
+    return np.stack([image for image, _ in items]), np.array([label for _, label in items])
 
 
-def probabilities(predictor, paths, batch_size=64):
-    transform = build_eval_transform(predictor.preprocess)
-    return np.concatenate([predictor.predict(np.stack([transform(load_image(p)) for p in paths[i : i + batch_size]]))
-                           for i in range(0, len(paths), batch_size)])
+def probabilities(predictor, images, batch_size=64):
+    return np.concatenate([predictor.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 def score(probs, labels, reference):
@@ -70,9 +56,6 @@ def score(probs, labels, reference):
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("checkpoint", help="a train.py checkpoint")
-    parser.add_argument("--digits", action="store_true", help="calibrate and score on scikit-learn's digits (see above)")
-    parser.add_argument("--calibrate", nargs="+", metavar="INPUT", help="calibration images (files, folders, list files)")
-    parser.add_argument("--val-list", metavar="FILE", help="labelled images to score on: '<path><TAB><label>' lines")
     parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES)
     parser.add_argument("--algos", nargs="+", choices=ALGORITHMS, default=[DEFAULT_ALGORITHM])
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "int8_accuracy.json"), help="JSON results file")
@@ -80,37 +63,31 @@ def get_args_parser():
 
 
 def main(argv=None):
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
-    given_files = bool(args.calibrate or args.val_list)
-    if args.digits == given_files or (given_files and not (args.calibrate and args.val_list)):
-        parser.error("give either --digits, or --calibrate and --val-list")
+    args = get_args_parser().parse_args(argv)
     paddle.set_device("cpu")
-    info = machine()
+    info = machine(os.getloadavg())
+    images, labels = validation_arrays(args.checkpoint)
+    reference = probabilities(CheckpointPredictor(args.checkpoint, device="cpu"), images)
+    results = {"checkpoint (dygraph fp32)": score(reference, labels, reference)}
     with tempfile.TemporaryDirectory() as tmp:
-        calibrate, val_list = ([str(p) for p in write_digits(Path(tmp) / "digits")] if args.digits
-                               else (args.calibrate, args.val_list))
-        samples = read_list_file(val_list)
-        paths, labels = [path for path, _ in samples], np.array([label for _, label in samples])
-        checkpoint = CheckpointPredictor(args.checkpoint, device="cpu")
-        reference = probabilities(checkpoint, paths)
-        results = {"checkpoint (dygraph fp32)": score(reference, labels, reference)}
         fp32 = export_checkpoint(args.checkpoint, Path(tmp) / "fp32")
-        results["export fp32 oneDNN"] = score(probabilities(ExportedPredictor(fp32, device="cpu"), paths), labels, reference)
+        results["export fp32 oneDNN"] = score(probabilities(ExportedPredictor(fp32, device="cpu"), images), labels, reference)
         for algorithm in args.algos:
             start = time.perf_counter()
-            int8 = export_checkpoint(args.checkpoint, Path(tmp) / f"int8_{algorithm}", calibrate=[calibrate],
+            int8 = export_checkpoint(args.checkpoint, Path(tmp) / f"int8_{algorithm}", int8=True,
                                      calibration_images=args.calibration_images, algorithm=algorithm)
             seconds = time.perf_counter() - start
-            scores = score(probabilities(ExportedPredictor(int8, device="cpu"), paths), labels, reference)
+            scores = score(probabilities(ExportedPredictor(int8, device="cpu"), images), labels, reference)
             results[f"export int8 oneDNN ({algorithm})"] = dict(scores, export_seconds=seconds)
-    print(f"{len(paths)} images; calibration on {args.calibration_images} of {'the digits train split' if args.digits else calibrate}; "
-          f"{info['cpu']}, Paddle {info['paddle']}")
-    print(f"{'model':<32} {'top-1':>7} {'agrees':>7} {'max |dp|':>9}")
+    print(f"{len(labels)} validation images; int8 calibrated on {args.calibration_images} training images; "
+          f"{info['cpu']}, Paddle {info['paddle']}, load average {info['load_average_at_start'][0]:.1f}")
+    print(f"{'model':<32} {'top-1':>7} {'agrees':>7} {'max |dp|':>9} {'export':>8}")
     for name, r in results.items():
-        print(f"{name:<32} {100 * r['top1']:>6.2f}% {100 * r['top1_agreement_with_checkpoint']:>6.1f}% {r['max_abs_prob_diff']:>9.4f}")
+        seconds = f"{r['export_seconds']:.0f} s" if "export_seconds" in r else ""
+        print(f"{name:<32} {100 * r['top1']:>6.2f}% {100 * r['top1_agreement_with_checkpoint']:>6.1f}% "
+              f"{r['max_abs_prob_diff']:>9.4f} {seconds:>8}")
     record = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-              "checkpoint": str(args.checkpoint), "images": len(paths), "calibration_images": args.calibration_images,
+              "checkpoint": str(args.checkpoint), "images": len(labels), "calibration_images": args.calibration_images,
               "machine": info, "results": results}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

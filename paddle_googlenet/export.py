@@ -3,8 +3,9 @@
 The folder holds the program and weights written by ``paddle.jit.save`` (``model.json`` in Paddle 3's
 PIR format, or ``model.pdmodel`` from Paddle 2.6, plus ``model.pdiparams``) and ``metadata.json``:
 model name, class names, the evaluation preprocessing and the precision, so ``infer.py DIR`` needs
-nothing else. With ``--int8 --calibrate IMAGES`` the program is quantised for oneDNN's int8 kernels
-on the CPU (``quantization.py``), calibrated on those images; it is then always a ``model.pdmodel``.
+nothing else. With ``--int8`` the program is quantised for oneDNN's int8 kernels on the CPU
+(``quantization.py``), calibrated on the run's training images or on ``--calibrate`` ones; it is
+then always a ``model.pdmodel``.
 
 The program takes one float32 input ``image`` of shape ``[N, 3, H, W]`` (any batch size; H and W
 fixed at export) and has one output: the softmax **probabilities** over ``class_names``. The model is
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 if __name__ == "__main__":  # the command line: let Paddle use every core (before Paddle is imported)
@@ -26,8 +28,8 @@ import numpy as np
 
 from .runtime import import_paddle, paddle_major_version
 from .checkpoint import CheckpointError, add_weights_argument, build_model, chosen_weights, load_checkpoint
+from .data import DataError, ImageReadError, build_datasets, build_eval_transform, load_image
 from .data.inputs import collect_images
-from .data.transforms import ImageReadError, build_eval_transform, load_image
 from .quantization import ALGORITHMS, DEFAULT_ALGORITHM, save_int8_program
 
 paddle = import_paddle()
@@ -77,12 +79,25 @@ def resized_preprocess(preprocess, image_size):
     return dict(preprocess, image_size=int(image_size), resize_size=round(image_size * ratio))
 
 
-def calibration_batches(inputs, preprocess, count=CALIBRATION_IMAGES, batch_size=CALIBRATION_BATCH):
-    """``(batches, images used)``: up to ``count`` images of ``inputs`` preprocessed for evaluation, in float32 batches.
+def _preprocessed_batches(readers, preprocess, count, batch_size):
+    """Float32 batches of up to ``count`` of the images that ``readers`` (functions returning HWC RGB pixels)
+    read, spread evenly over them (so a class-sorted source gives every class a share)."""
+    if len(readers) > count:
+        readers = [readers[int(i)] for i in np.linspace(0, len(readers) - 1, count).round()]
+    transform = build_eval_transform(preprocess)
+    arrays = []
+    for read in readers:
+        try:
+            arrays.append(transform(read()))
+        except ImageReadError as exc:
+            raise ExportError(f"calibration image {exc}; remove it, or calibrate on other images with --calibrate") from None
+    return [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)]
 
-    ``inputs`` are image files, folders and list files, as for ``infer.py``. When they hold more than
-    ``count`` images, the ones used are spread evenly over them (so a class-sorted folder gives every
-    class a share). An input that yields nothing or an unreadable image is an ExportError.
+
+def calibration_batches(inputs, preprocess, count=CALIBRATION_IMAGES, batch_size=CALIBRATION_BATCH):
+    """``(batches, images used)`` from image files, folders and list files (``--calibrate``), as ``infer.py`` reads them.
+
+    An input that yields nothing or an unreadable image is an ExportError.
     """
     paths, problems = collect_images(inputs)
     if problems:
@@ -90,16 +105,21 @@ def calibration_batches(inputs, preprocess, count=CALIBRATION_IMAGES, batch_size
         raise ExportError(f"--calibrate: {problems[0]}{more}")
     if not paths:
         raise ExportError("--calibrate: no images found")
-    if len(paths) > count:
-        paths = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, count).round()]
-    transform = build_eval_transform(preprocess)
-    arrays = []
-    for path in paths:
-        try:
-            arrays.append(transform(load_image(path)))
-        except ImageReadError as exc:
-            raise ExportError(f"--calibrate: {exc}; remove it from the calibration images") from None
-    return [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)], len(paths)
+    batches = _preprocessed_batches([partial(load_image, path) for path in paths], preprocess, count, batch_size)
+    return batches, min(count, len(paths))
+
+
+def training_calibration_batches(state, preprocess, count=CALIBRATION_IMAGES, batch_size=CALIBRATION_BATCH):
+    """``(batches, images used)`` from the training images of the checkpoint's run, read as ``train.py`` read them."""
+    args = argparse.Namespace(**state.get("args", {}))
+    if not hasattr(args, "dataset"):
+        raise ExportError("this checkpoint does not record its training data; calibrate on images with --calibrate")
+    try:
+        train = build_datasets(args).train
+    except DataError as exc:
+        raise ExportError(f"cannot read the run's training images ({exc}); calibrate on images with --calibrate") from None
+    readers = [partial(train.read_image, index) for index in range(len(train))]
+    return _preprocessed_batches(readers, preprocess, count, batch_size), min(count, len(train))
 
 
 def export_model(model, output_dir, metadata, overwrite=False, calibration=None, algorithm=DEFAULT_ALGORITHM):
@@ -150,16 +170,21 @@ def export_model(model, output_dir, metadata, overwrite=False, calibration=None,
 
 
 def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="auto", overwrite=False,
-                      calibrate=None, calibration_images=CALIBRATION_IMAGES, algorithm=DEFAULT_ALGORITHM):
+                      int8=False, calibrate=None, calibration_images=CALIBRATION_IMAGES, algorithm=DEFAULT_ALGORITHM):
     """Export the model of a ``train.py`` checkpoint; ``image_size`` overrides its crop size, ``weights``
-    chooses its trained or EMA weights (``checkpoint.chosen_weights``). ``calibrate``, a list of image
-    files, folders or list files, makes an int8 export calibrated on ``calibration_images`` of their
-    images with ``algorithm``. Returns the folder."""
+    chooses its trained or EMA weights (``checkpoint.chosen_weights``). ``int8`` makes an int8 export,
+    calibrated with ``algorithm`` on ``calibration_images`` of the images in ``calibrate`` (image
+    files, folders or list files), or by default of the run's training images. Returns the folder."""
     state = load_checkpoint(checkpoint_path)
     preprocess = resized_preprocess(state["preprocess"], image_size)
     batches = None
-    if calibrate:  # read before anything is written: a bad image leaves the output folder untouched
-        batches, used = calibration_batches(calibrate, preprocess, calibration_images)
+    if int8:  # read before anything is written: a bad image leaves the output folder untouched
+        if calibrate:
+            batches, used = calibration_batches(calibrate, preprocess, calibration_images)
+            source = ", ".join(str(Path(item).resolve()) for item in calibrate)
+        else:
+            batches, used = training_calibration_batches(state, preprocess, calibration_images)
+            source = f"the run's training images (--dataset {state['args']['dataset']})"
     train_state = state.get("train_state", {})
     metadata = {
         "model_name": state["model_name"],
@@ -174,7 +199,7 @@ def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="aut
         },
     }
     if batches:
-        metadata["calibration"] = {"inputs": [str(Path(item).resolve()) for item in calibrate], "images": used, "algorithm": algorithm}
+        metadata["calibration"] = {"source": source, "images": used, "algorithm": algorithm}
     return export_model(build_model(state, weights), output_dir, metadata, overwrite, batches, algorithm)
 
 
@@ -257,9 +282,10 @@ def get_args_parser():
                         help="input height and width of the exported program (default: the checkpoint's crop size)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx with paddle2onnx (pip install paddle2onnx)")
     int8 = parser.add_argument_group("int8 (oneDNN on the CPU; docs/inference.md)")
-    int8.add_argument("--int8", action="store_true", help="quantise the program to int8 after calibrating it on --calibrate")
+    int8.add_argument("--int8", action="store_true", help="quantise the program to int8, calibrated on images")
     int8.add_argument("--calibrate", nargs="+", metavar="INPUT",
-                      help="calibration images: files, folders or list files, e.g. the training images")
+                      help="calibration images: files, folders or list files (default: the training images of the "
+                           "checkpoint's run, read as train.py read them)")
     int8.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
                       help="use at most N of them, spread evenly (default: %(default)s)")
     int8.add_argument("--calibration-algo", choices=ALGORITHMS, default=DEFAULT_ALGORITHM,
@@ -269,8 +295,6 @@ def get_args_parser():
 
 def usage_error(args):
     """The message for a combination of options that cannot work, or None."""
-    if args.int8 and not args.calibrate:
-        return "--int8 needs calibration images: --calibrate INPUT [INPUT ...] (e.g. the training images)"
     if args.calibrate and not args.int8:
         return "--calibrate is for --int8 exports; add --int8, or drop --calibrate"
     if args.int8 and args.onnx:
@@ -288,7 +312,7 @@ def main(argv=None):
         parser.error(problem)  # exit code 2
     try:
         output = export_checkpoint(args.checkpoint, args.output, args.image_size, args.weights, args.overwrite,
-                                   args.calibrate, args.calibration_images, args.calibration_algo)
+                                   args.int8, args.calibrate, args.calibration_images, args.calibration_algo)
         onnx_path = write_onnx(output) if args.onnx else None
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -297,7 +321,7 @@ def main(argv=None):
     size = metadata["preprocess"]["image_size"]
     calibration = metadata.get("calibration")
     if calibration:
-        print(f"int8: calibrated on {calibration['images']} images ({calibration['algorithm']})")
+        print(f"int8: calibrated on {calibration['images']} of {calibration['source']} ({calibration['algorithm']})")
     print(f"exported {metadata['model_name']} ({len(metadata['class_names'])} classes, {size}x{size} input, "
           f"{metadata['precision']}) "
           f"to {output}: {metadata['program_file']}, {metadata['params_file']}, {METADATA_FILE}"

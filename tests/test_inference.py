@@ -61,8 +61,9 @@ def export_dir(checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def int8_export_dir(checkpoint, tiny_lists, tmp_path_factory):
-    """The checkpoint exported as int8, calibrated on the training list (18 images)."""
-    return export.export_checkpoint(checkpoint, tmp_path_factory.mktemp("export_int8") / "googlenet", calibrate=[tiny_lists[0]])
+    """The checkpoint exported as int8, calibrated on the training list (18 images) given as --calibrate."""
+    output = tmp_path_factory.mktemp("export_int8") / "googlenet"
+    return export.export_checkpoint(checkpoint, output, int8=True, calibrate=[tiny_lists[0]])
 
 
 @pytest.fixture(scope="session")
@@ -218,7 +219,7 @@ def test_the_int8_export_runs_every_convolution_in_int8_fused_with_its_bias_and_
 
     metadata = export.load_metadata(int8_export_dir)
     assert metadata["precision"] == "int8" and metadata["program_file"] == export.LEGACY_PROGRAM
-    assert metadata["calibration"]["images"] == 18
+    assert metadata["calibration"]["images"] == 18 and metadata["calibration"]["algorithm"] == "hist"
     operators = optimized_operators(int8_export_dir, tmp_path, int8=True)
     names = [name for name, _ in operators]
     fused = [attributes for name, attributes in operators if name == "fused_conv2d"]
@@ -238,19 +239,21 @@ def test_the_int8_export_predicts_what_the_checkpoint_predicts(int8_export_dir, 
     assert top1_agreement(probs, reference_probs, min_margin=0.05) == 1.0
 
 
-def test_int8_export_command_and_its_errors(checkpoint, tiny_lists, images, tmp_path, capsys):
+def test_int8_export_command_calibrates_on_the_runs_training_images_by_default(checkpoint, images, tmp_path, capsys):
     output = tmp_path / "int8"
-    assert export.main([str(checkpoint), "--output", str(output), "--int8", "--calibrate", str(tiny_lists[0].parent),
-                        "--calibration-images", "5", "--calibration-algo", "abs_max"]) == 0
+    assert export.main([str(checkpoint), "--output", str(output), "--int8", "--calibration-images", "5",
+                        "--calibration-algo", "abs_max"]) == 0
     out = capsys.readouterr().out
-    assert "calibrated on 5 images (abs_max)" in out and "int8" in out
-    assert export.load_metadata(output)["calibration"] == {"inputs": [str(tiny_lists[0].parent.resolve())], "images": 5,
-                                                           "algorithm": "abs_max"}
+    assert "calibrated on 5 of the run's training images (--dataset list) (abs_max)" in out and "int8" in out
+    assert export.load_metadata(output)["calibration"] == {
+        "source": "the run's training images (--dataset list)", "images": 5, "algorithm": "abs_max"}
     code, out, err = run_main(capsys, output, images[0], "--device", "gpu")
     assert code == 2 and out == "" and err.count("\n") == 1 and "runs on the CPU" in err
     code, out, err = run_main(capsys, output, images[0], "--json", "--topk", "1")
     assert code == 0 and json.loads(out)["topk"][0]["label"] in CLASS_NAMES
 
+
+def test_int8_export_errors_leave_the_output_folder_unwritten(checkpoint, images, tmp_path, capsys):
     broken = tmp_path / "calibration"
     broken.mkdir()
     shutil.copy(images[0], broken)
@@ -259,10 +262,12 @@ def test_int8_export_command_and_its_errors(checkpoint, tiny_lists, images, tmp_
     assert export.main([str(checkpoint), "--output", str(target), "--int8", "--calibrate", str(broken)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "broken.png" in err and "--calibrate" in err
-    assert not target.exists()
-    for argv, message in ((["--int8"], "--int8 needs calibration images"),
-                          (["--calibrate", images[0]], "--calibrate is for --int8"),
-                          (["--int8", "--calibrate", images[0], "--onnx"], "--onnx converts float32 exports")):
+    assert export.main([str(checkpoint), "--output", str(target), "--int8", "--calibrate", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing: no such file or folder" in err
+    for argv, message in ((["--calibrate", images[0]], "--calibrate is for --int8"),
+                          (["--int8", "--onnx"], "--onnx converts float32 exports"),
+                          (["--int8", "--calibration-images", "0"], "--calibration-images must be at least 1")):
         with pytest.raises(SystemExit) as exit_info:
             export.main([str(checkpoint), "--output", str(target), *argv])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
