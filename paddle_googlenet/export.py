@@ -321,7 +321,7 @@ def main(argv=None):
     size = metadata["preprocess"]["image_size"]
     calibration = metadata.get("calibration")
     if calibration:
-        print(f"int8: calibrated on {calibration['images']} of {calibration['source']} ({calibration['algorithm']})")
+        print(f"int8: calibrated on {calibration['images']} of {calibration['source']}, algorithm {calibration['algorithm']}")
     print(f"exported {metadata['model_name']} ({len(metadata['class_names'])} classes, {size}x{size} input, "
           f"{metadata['precision']}) "
           f"to {output}: {metadata['program_file']}, {metadata['params_file']}, {METADATA_FILE}"

@@ -78,21 +78,25 @@ def configure_threads(threads=None):
 
 @contextlib.contextmanager
 def quiet_stderr():
-    """Hold back what this process writes to its standard error (file descriptor 2, so Paddle's C++
-    messages and progress bars too) during the block; it is shown only if the block raises."""
+    """Hold back what this process writes to its standard error during the block, both through
+    ``sys.stderr`` (progress bars, logging) and to file descriptor 2 (Paddle's C++ messages); it is
+    shown only if the block raises."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
+        held_text = open(held.fileno(), "w", encoding="utf-8", errors="replace", closefd=False)
         os.dup2(held.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stderr(held_text):
+                yield
         except BaseException:
-            sys.stderr.flush()
+            held_text.flush()
             os.dup2(saved, 2)
             held.seek(0)
             sys.stderr.write(held.read().decode("utf-8", errors="replace"))
             raise
         finally:
+            held_text.close()
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from paddle_googlenet.runtime import amd_cpu_with_avx2
+from paddle_googlenet.runtime import amd_cpu_with_avx2, quiet_stderr
 
 MKL_VARIABLES = ("MKL_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS")
 
@@ -89,3 +89,20 @@ def test_opencv_decodes_png_when_paddle_comes_after_the_package(tmp_path):
              "from paddle_googlenet.data.transforms import load_image\n"
              f"returned = load_image({str(path)!r}, 'cv2').tolist()")
     assert run_fresh(setup)["returned"] == np.full((8, 8, 3), 200).tolist()
+
+
+def test_quiet_stderr_holds_back_native_output_unless_the_block_fails(capfd):
+    def native_write(text):  # what C++ code does: write to file descriptor 2, past sys.stderr
+        os.write(2, text.encode())
+
+    with quiet_stderr():
+        native_write("pass report\n")
+        print("progress bar", file=sys.stderr)
+    assert capfd.readouterr().err == ""
+    with pytest.raises(RuntimeError, match="predictor failed"):
+        with quiet_stderr():
+            native_write("why it failed\n")
+            raise RuntimeError("predictor failed")
+    assert capfd.readouterr().err == "why it failed\n"
+    native_write("after\n")
+    assert capfd.readouterr().err == "after\n"
