@@ -80,8 +80,9 @@ def resized_preprocess(preprocess, image_size):
 
 
 def _preprocessed_batches(readers, preprocess, count, batch_size):
-    """Float32 batches of up to ``count`` of the images that ``readers`` (functions returning HWC RGB pixels)
-    read, spread evenly over them (so a class-sorted source gives every class a share)."""
+    """``(float32 batches, images used)`` of up to ``count`` of the images that ``readers`` (functions
+    returning HWC RGB pixels) read, spread evenly over them (so a class-sorted source gives every
+    class a share). An unreadable image is skipped with a notice, as training skips it."""
     if len(readers) > count:
         readers = [readers[int(i)] for i in np.linspace(0, len(readers) - 1, count).round()]
     transform = build_eval_transform(preprocess)
@@ -90,23 +91,22 @@ def _preprocessed_batches(readers, preprocess, count, batch_size):
         try:
             arrays.append(transform(read()))
         except ImageReadError as exc:
-            raise ExportError(f"calibration image {exc}; remove it, or calibrate on other images with --calibrate") from None
-    return [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)]
+            print(f"notice: calibration: skipped {exc}", file=sys.stderr)
+    if not arrays:
+        raise ExportError("none of the calibration images could be read; calibrate on others with --calibrate")
+    return [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)], len(arrays)
 
 
 def calibration_batches(inputs, preprocess, count=CALIBRATION_IMAGES, batch_size=CALIBRATION_BATCH):
     """``(batches, images used)`` from image files, folders and list files (``--calibrate``), as ``infer.py`` reads them.
 
-    An input that yields nothing or an unreadable image is an ExportError.
+    An input that does not exist or yields no image is an ExportError.
     """
     paths, problems = collect_images(inputs)
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ExportError(f"--calibrate: {problems[0]}{more}")
-    if not paths:
-        raise ExportError("--calibrate: no images found")
-    batches = _preprocessed_batches([partial(load_image, path) for path in paths], preprocess, count, batch_size)
-    return batches, min(count, len(paths))
+    return _preprocessed_batches([partial(load_image, path) for path in paths], preprocess, count, batch_size)
 
 
 def training_calibration_batches(state, preprocess, count=CALIBRATION_IMAGES, batch_size=CALIBRATION_BATCH):
@@ -118,8 +118,7 @@ def training_calibration_batches(state, preprocess, count=CALIBRATION_IMAGES, ba
         train = build_datasets(args).train
     except DataError as exc:
         raise ExportError(f"cannot read the run's training images ({exc}); calibrate on images with --calibrate") from None
-    readers = [partial(train.read_image, index) for index in range(len(train))]
-    return _preprocessed_batches(readers, preprocess, count, batch_size), min(count, len(train))
+    return _preprocessed_batches([partial(train.read_image, index) for index in range(len(train))], preprocess, count, batch_size)
 
 
 def export_model(model, output_dir, metadata, overwrite=False, calibration=None, algorithm=DEFAULT_ALGORITHM):

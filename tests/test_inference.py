@@ -253,15 +253,22 @@ def test_int8_export_command_calibrates_on_the_runs_training_images_by_default(c
     assert code == 0 and json.loads(out)["topk"][0]["label"] in CLASS_NAMES
 
 
-def test_int8_export_errors_leave_the_output_folder_unwritten(checkpoint, images, tmp_path, capsys):
-    broken = tmp_path / "calibration"
-    broken.mkdir()
-    shutil.copy(images[0], broken)
-    (broken / "broken.png").write_bytes(b"not a png")
+def test_int8_calibration_skips_an_unreadable_image_and_errors_leave_the_output_unwritten(checkpoint, images, tmp_path, capsys):
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    shutil.copy(images[0], calibration)
+    (calibration / "broken.png").write_bytes(b"not a png")
+    output = tmp_path / "int8"
+    assert export.main([str(checkpoint), "--output", str(output), "--int8", "--calibrate", str(calibration)]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("notice: calibration: skipped") and "broken.png" in err
+    assert "calibrated on 1 of" in out and export.load_metadata(output)["calibration"]["images"] == 1
+
     target = tmp_path / "never_written"
-    assert export.main([str(checkpoint), "--output", str(target), "--int8", "--calibrate", str(broken)]) == 2
+    (calibration / Path(images[0]).name).unlink()
+    assert export.main([str(checkpoint), "--output", str(target), "--int8", "--calibrate", str(calibration)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "broken.png" in err and "--calibrate" in err
+    assert err.count("\n") == 2 and "none of the calibration images could be read" in err
     assert export.main([str(checkpoint), "--output", str(target), "--int8", "--calibrate", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nothing: no such file or folder" in err
