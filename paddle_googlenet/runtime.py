@@ -1,4 +1,5 @@
-"""The process around Paddle: cores, thread count, math-library kernels, importing Paddle and its version.
+"""The process around Paddle: cores, thread count, math-library kernels, importing Paddle and its version,
+and holding back the messages it prints (``quiet_stderr``).
 
 ``configure_threads()`` must run before Paddle is imported anywhere in the process: ``import paddle``
 pins its math library to one thread unless ``MKL_NUM_THREADS`` (or ``OMP_NUM_THREADS``) is already
