@@ -146,6 +146,18 @@ def machine(load_at_start):
     }
 
 
+def write_results(path, script, argv, record):
+    """Write ``record`` as JSON to ``path``, with the command line (``script``, then ``argv`` or the
+    process's arguments) and the load average at its end."""
+    command = " ".join([Path(script).name, *(argv if argv is not None else sys.argv[1:])])
+    record = dict(command=command, **record)
+    record["machine"] = dict(record["machine"], load_average_at_end=list(os.getloadavg()))
+    output = Path(path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"results written to {output}")
+
+
 def print_table(summary, skipped):
     print(f"\n{'engine':<24} {'img/s (batch)':>14} {'latency b=1':>12} {'x dygraph':>10} {'x per round':>12}")
     for name, s in summary.items():
@@ -188,17 +200,11 @@ def main(argv=None):
         checks = agreement(engines, batch)
         summary = summarize(measure(engines, batch, batch[:1], args.trials, args.latency_runs))
     print_table(summary, skipped)
-    record = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+    write_results(args.output, __file__, argv, {
         "model": metadata["model_name"], "image_size": size, "batch_size": args.batch_size, "trials": args.trials,
         "threads": args.threads, "weights": args.checkpoint or f"seeded random ({args.seed})",
-        "machine": dict(info, load_average_at_end=list(os.getloadavg())),
-        "engines": summary, "skipped": skipped, "agreement_with_dygraph": checks,
-    }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"results written to {output}")
+        "machine": info, "engines": summary, "skipped": skipped, "agreement_with_dygraph": checks,
+    })
     return 0
 
 

@@ -12,7 +12,6 @@ difference, and for the int8 exports the time their export took. Results also go
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from paddle_googlenet.export import CALIBRATION_IMAGES, export_checkpoint
 from paddle_googlenet.inference import CheckpointPredictor, ExportedPredictor
 from paddle_googlenet.quantization import ALGORITHMS, DEFAULT_ALGORITHM
 
-from bench_inference import machine
+from bench_inference import machine, write_results
 
 paddle = import_paddle()
 REPO = Path(__file__).resolve().parents[1]
@@ -86,13 +85,8 @@ def main(argv=None):
         seconds = f"{r['export_seconds']:.0f} s" if "export_seconds" in r else ""
         print(f"{name:<32} {100 * r['top1']:>6.2f}% {100 * r['top1_agreement_with_checkpoint']:>6.1f}% "
               f"{r['max_abs_prob_diff']:>9.4f} {seconds:>8}")
-    record = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-              "checkpoint": str(args.checkpoint), "images": len(labels), "calibration_images": args.calibration_images,
-              "machine": info, "results": results}
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"results written to {output}")
+    write_results(args.output, __file__, argv, {"checkpoint": str(args.checkpoint), "images": len(labels),
+                                      "calibration_images": args.calibration_images, "machine": info, "results": results})
     return 0
 
 

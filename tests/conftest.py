@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny image-list dataset that trains in seconds."""
+"""Shared fixtures: a tiny image-list dataset that trains in seconds, and a checkpoint trained on it."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,8 @@ import pytest
 from paddle_googlenet import configure_threads
 
 configure_threads()  # before any test imports Paddle, as train.py and infer.py do
+
+CLASS_NAMES = ["blue square", "green square", "red square"]  # of the tiny dataset's labels 0, 1, 2
 
 
 def write_tiny_list_dataset(root, classes=3, per_class=8, size=72, seed=0):
@@ -41,3 +43,21 @@ def tiny_args(lists, output, *extra, model="googlenet", epochs=2):
 def tiny_lists(tmp_path_factory):
     """(train list, val list) of 18 + 6 images in 3 classes."""
     return write_tiny_list_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_lists, tmp_path_factory):
+    """A real train.py checkpoint: GoogLeNet at 64x64, one epoch on the tiny dataset, with class names."""
+    train_list, val_list = tiny_lists
+    output = tmp_path_factory.mktemp("infer_run")
+    labels = output / "labels.txt"
+    labels.write_text("\n".join(CLASS_NAMES) + "\n")
+    argv = [
+        "googlenet", "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
+        "--labels", str(labels), "--image-size", "64", "--batch-size", "6", "--epochs", "1", "--workers", "0",
+        "--output", str(output),
+    ]
+    from paddle_googlenet.training import main as train_main
+
+    assert train_main(argv) == 0
+    return output / "latest.pdckpt"

@@ -22,24 +22,9 @@ from paddle_googlenet.inference import (
 )
 from paddle_googlenet.training import main as train_main
 
+from conftest import CLASS_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
-CLASS_NAMES = ["blue square", "green square", "red square"]
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tiny_lists, tmp_path_factory):
-    """A real train.py checkpoint: GoogLeNet at 64x64, one epoch on the tiny dataset, with class names."""
-    train_list, val_list = tiny_lists
-    output = tmp_path_factory.mktemp("infer_run")
-    labels = output / "labels.txt"
-    labels.write_text("\n".join(CLASS_NAMES) + "\n")
-    argv = [
-        "googlenet", "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
-        "--labels", str(labels), "--image-size", "64", "--batch-size", "6", "--epochs", "1", "--workers", "0",
-        "--output", str(output),
-    ]
-    assert train_main(argv) == 0
-    return output / "latest.pdckpt"
 
 
 @pytest.fixture(scope="session")
