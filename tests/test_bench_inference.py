@@ -31,12 +31,11 @@ def test_bench_inference_times_dygraph_and_the_fp32_and_int8_exports(tmp_path, c
 
 def test_bench_int8_scores_each_export_on_the_runs_validation_images(checkpoint, tmp_path):
     out = tmp_path / "int8.json"
-    assert bench_int8.main([str(checkpoint), "--algos", "abs_max", "avg", "--output", str(out)]) == 0
+    assert bench_int8.main([str(checkpoint), "--algos", "abs_max", "--output", str(out)]) == 0
     record = json.loads(out.read_text())
     results = record["results"]
-    assert record["images"] == 6 and set(results) == {
-        "checkpoint (dygraph fp32)", "export fp32 oneDNN", "export int8 oneDNN (abs_max)", "export int8 oneDNN (avg)"}
+    assert record["images"] == 6 and set(results) == {"checkpoint (dygraph fp32)", "export fp32 oneDNN", "export int8 oneDNN (abs_max)"}
     assert results["checkpoint (dygraph fp32)"]["top1_agreement_with_checkpoint"] == 1.0
     assert results["export fp32 oneDNN"]["max_abs_prob_diff"] < 1e-4
-    for name in ("export int8 oneDNN (abs_max)", "export int8 oneDNN (avg)"):
-        assert 0 <= results[name]["top1"] <= 1 and results[name]["export_seconds"] > 0
+    int8 = results["export int8 oneDNN (abs_max)"]
+    assert 0 < int8["max_abs_prob_diff"] < 0.2 and int8["export_seconds"] > 0 and 0 <= int8["top1"] <= 1

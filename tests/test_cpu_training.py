@@ -31,9 +31,16 @@ def outputs_and_gradients(model, x, labels):
     outputs = model(x)
     heads = list(outputs) if isinstance(outputs, GoogLeNetOutputs) else [outputs]
     sum(paddle.nn.functional.cross_entropy(head, labels) for head in heads).backward()
-    gradients = {name: p.grad.numpy().copy() for name, p in model.named_parameters() if not p.stop_gradient}
+    gradients = {name: p.grad.numpy() for name, p in model.named_parameters() if not p.stop_gradient}  # copies
     model.clear_gradients()
     return [head.numpy() for head in heads], gradients
+
+
+def assert_close(actual, expected, rtol, atol, err_msg=""):
+    """``np.testing.assert_allclose``'s check at ``np.allclose``'s speed, several times faster on VGG's
+    10^8 fully connected weights; on failure, its report."""
+    if not np.allclose(actual, expected, rtol=rtol, atol=atol):
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=err_msg)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -53,10 +60,10 @@ def test_the_pass_computes_the_plain_models_outputs_and_gradients(name, float64)
     fast_outputs, fast_gradients = outputs_and_gradients(model, x, labels)
 
     for fast, plain in zip(fast_outputs, plain_outputs):
-        np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-12 * np.abs(plain).max())
+        assert_close(fast, plain, rtol=1e-9, atol=1e-12 * np.abs(plain).max())
     assert fast_gradients.keys() == plain_gradients.keys()
     for key, plain in plain_gradients.items():
-        np.testing.assert_allclose(fast_gradients[key], plain, rtol=1e-8, atol=1e-10 * np.abs(plain).max(), err_msg=key)
+        assert_close(fast_gradients[key], plain, rtol=1e-8, atol=1e-10 * np.abs(plain).max(), err_msg=key)
 
 
 @pytest.mark.parametrize("name", ["googlenet", "alexnet", "resnet18"])
