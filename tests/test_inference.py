@@ -220,8 +220,8 @@ def test_the_int8_export_predicts_what_the_checkpoint_predicts(int8_export_dir, 
     assert "this export is int8" in capsys.readouterr().err
     probs = predictor.predict(preprocess(predictor, images))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
-    np.testing.assert_allclose(probs, reference_probs, atol=0.05)
-    assert top1_agreement(probs, reference_probs, min_margin=0.05) == 1.0
+    np.testing.assert_allclose(probs, reference_probs, atol=0.1)  # 0.036 here; int8 rounding, not noise
+    assert top1_agreement(probs, reference_probs, min_margin=0.2) == 1.0  # a margin over twice atol cannot flip
 
 
 def test_int8_export_command_calibrates_on_the_runs_training_images_by_default(checkpoint, images, tmp_path, capsys):
