@@ -79,6 +79,15 @@ def resized_preprocess(preprocess, image_size):
     return dict(preprocess, image_size=int(image_size), resize_size=round(image_size * ratio))
 
 
+def earlier_export_files(output_dir, overwrite):
+    """The files of an earlier export in ``output_dir``; an ExportError if there are any and not ``overwrite``."""
+    earlier = [name for name in _WRITTEN_FILES if (Path(output_dir) / name).exists()]
+    if earlier and not overwrite:
+        raise ExportError(f"{output_dir} already holds an export ({', '.join(earlier)}); choose another --output, "
+                          f"or replace it with --overwrite")
+    return earlier
+
+
 def _preprocessed_batches(readers, preprocess, count, batch_size):
     """``(float32 batches, images used)`` of up to ``count`` of the images that ``readers`` (functions
     returning HWC RGB pixels) read, spread evenly over them (so a class-sorted source gives every
@@ -132,10 +141,7 @@ def export_model(model, output_dir, metadata, overwrite=False, calibration=None,
     """
     output_dir = Path(output_dir)
     size = int(metadata["preprocess"]["image_size"])
-    earlier = [name for name in _WRITTEN_FILES if (output_dir / name).exists()]
-    if earlier and not overwrite:
-        raise ExportError(f"{output_dir} already holds an export ({', '.join(earlier)}); choose another --output, "
-                          f"or replace it with --overwrite")
+    earlier = earlier_export_files(output_dir, overwrite)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         for name in earlier:  # no stale program of the other format may survive
@@ -178,6 +184,7 @@ def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="aut
     preprocess = resized_preprocess(state["preprocess"], image_size)
     batches = None
     if int8:  # read before anything is written: a bad image leaves the output folder untouched
+        earlier_export_files(output_dir, overwrite)  # and refuse an occupied folder before calibrating
         if calibrate:
             batches, used = calibration_batches(calibrate, preprocess, calibration_images)
             source = ", ".join(str(Path(item).resolve()) for item in calibrate)

@@ -459,6 +459,9 @@ def test_an_export_never_replaces_an_earlier_one_without_overwrite(checkpoint, t
     assert export.main([str(checkpoint), "--output", str(output), "--image-size", "72"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "already holds an export" in err and "--overwrite" in err
+    assert export.main([str(checkpoint), "--output", str(output), "--int8", "--calibrate", str(output)]) == 2
+    err = capsys.readouterr().err  # refused before the calibration images are read (the folder holds none)
+    assert err.count("\n") == 1 and "already holds an export" in err
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
     assert export.main([str(checkpoint), "--output", str(output), "--image-size", "72", "--overwrite"]) == 0
     assert export.load_metadata(output)["preprocess"]["image_size"] == 72
