@@ -63,10 +63,11 @@ def unfold_conv2d(x, weight, stride, padding):
 
 
 class TrainingConv2D(nn.Conv2D):
-    """``nn.Conv2D`` whose bias is added by ``add_channel_bias``; 5×5 kernels train as ``unfold_conv2d``."""
+    """``nn.Conv2D`` whose bias is added by ``add_channel_bias``; kernels of 5×5 and larger (GoogLeNet's
+    5×5 and 7×7 stem, AlexNet's 11×11 and 5×5) train as ``unfold_conv2d``."""
 
     def forward(self, x):
-        if self.training and self._kernel_size == [5, 5] and self._groups == 1 and self._dilation == [1, 1]:
+        if self.training and min(self._kernel_size) >= 5 and self._groups == 1 and self._dilation == [1, 1]:
             y = unfold_conv2d(x, self.weight, self._stride, self._padding)
         else:
             y = self.convolve(x, self.weight)

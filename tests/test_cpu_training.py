@@ -116,10 +116,10 @@ def test_a_layer_wrapped_by_the_user_keeps_its_wrapper_in_training():
     assert not np.allclose(model(x).logits.numpy(), wrapped, rtol=1e-3)
 
 
-@pytest.mark.parametrize("stride, padding", [(1, 2), (2, 1)])
-def test_unfold_convolution_equals_paddles(stride, padding, float64):
-    paddle.seed(stride)
-    x, weight = paddle.randn([2, 3, 9, 11]), paddle.randn([4, 3, 5, 5])
+@pytest.mark.parametrize("kernel, stride, padding", [(5, 1, 2), (5, 2, 1), (7, 2, 3)])
+def test_unfold_convolution_equals_paddles(kernel, stride, padding, float64):
+    paddle.seed(kernel + stride)
+    x, weight = paddle.randn([2, 3, 9, 11]), paddle.randn([4, 3, kernel, kernel])
     x.stop_gradient = weight.stop_gradient = False
     expected = paddle.nn.functional.conv2d(x, weight, stride=stride, padding=padding)
     got = unfold_conv2d(x, weight, [stride, stride], padding)
