@@ -8,11 +8,13 @@ those forms, and one function that puts them in place::
     model = get_model("googlenet")
     swapped = use_cpu_training_layers(model)   # [(sublayer name, plain class name), ...]
 
-Each swap turns a layer into a subclass of its own class that overrides only ``forward``: the
-object stays where it is, with the same Parameter objects (so ``state_dict``, checkpoints and an
-optimizer built before or after are unchanged), the same hooks and the same sublayers (the one
-exception: a swapped ``Inception`` runs its three input 1×1 units as one convolution while training,
-so hooks on those units do not fire then; train with the plain layers to observe them). While the
+Each swap turns a layer into a subclass of its own class that overrides only how it computes
+(``forward``, or GoogLeNet's ``stem``): the object stays where it is, with the same Parameter objects
+(so ``state_dict``, checkpoints and an optimizer built before or after are unchanged), the same hooks
+and the same sublayers. Two exceptions for hooks, while training: a swapped ``Inception`` runs its
+three input 1×1 units as one convolution, and a swapped ``GoogLeNet`` runs ``conv1``, ``pool1``,
+``conv2_2`` and ``pool2`` in another order, so hooks on those units and layers do not fire then;
+train with the plain layers to observe them. While the
 layer is in training mode it computes the same function by a faster route; in eval mode it runs
 the plain forward (or an exactly equal one), so evaluation inside training gives the numbers that
 ``infer.py`` and an export give. Only layers of exactly the plain type are swapped (a subclass or a
@@ -29,7 +31,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .models.googlenet import Inception
+from .models.googlenet import GoogLeNet, Inception
 from .models.layers import ConvReLU
 from .runtime import paddle_major_version
 
@@ -52,26 +54,36 @@ def unfold_conv2d(x, weight, stride, padding):
     """``F.conv2d`` (NCHW, no groups or dilation, an int ``padding``) as im2col and one batched matmul.
 
     Paddle's CPU convolution repeats its im2col in the backward pass; this form keeps the columns
-    (memory: C_in·k·k·H_out·W_out floats per image) and reuses them.
+    (memory: C_in·k·k·H_out·W_out floats per image) and reuses them. For the weight's gradient, Paddle's
+    matmul backward turns a 2-D weight's batched product into one GEMM by transposing the columns and the
+    output gradient (N·H_out·W_out·(C_out + C_in·k·k) floats); where the weight copied once per image is
+    smaller than that (counted twice: the copy and its gradient's sum), it is multiplied as that copy.
     """
     batch = x.shape[0]
     out_channels, _, kernel_h, kernel_w = weight.shape
     out_h = (x.shape[2] + 2 * padding - kernel_h) // stride[0] + 1
     out_w = (x.shape[3] + 2 * padding - kernel_w) // stride[1] + 1
     columns = F.unfold(x, [kernel_h, kernel_w], stride, padding)  # [N, C_in*kh*kw, out_h*out_w]
-    return paddle.matmul(weight.reshape([out_channels, -1]), columns).reshape([batch, out_channels, out_h, out_w])
+    matrix = weight.reshape([out_channels, -1])
+    depth = matrix.shape[1]
+    if 2 * out_channels * depth < out_h * out_w * (out_channels + depth):
+        matrix = matrix.expand([batch, out_channels, depth])
+    return paddle.matmul(matrix, columns).reshape([batch, out_channels, out_h, out_w])
 
 
 class TrainingConv2D(nn.Conv2D):
     """``nn.Conv2D`` whose bias is added by ``add_channel_bias``; kernels of 5×5 and larger (GoogLeNet's
-    5×5 and 7×7 stem, AlexNet's 11×11 and 5×5) train as ``unfold_conv2d``."""
+    5×5 and 7×7 stem, ResNet's 7×7 stem, AlexNet's 11×11 and 5×5) train as ``unfold_conv2d``."""
 
     def forward(self, x):
-        if self.training and min(self._kernel_size) >= 5 and self._groups == 1 and self._dilation == [1, 1]:
-            y = unfold_conv2d(x, self.weight, self._stride, self._padding)
-        else:
-            y = self.convolve(x, self.weight)
+        y = self.without_bias(x)
         return y if self.bias is None else add_channel_bias(y, self.bias)
+
+    def without_bias(self, x):
+        """This layer's convolution of ``x`` before its bias is added."""
+        if self.training and min(self._kernel_size) >= 5 and self._groups == 1 and self._dilation == [1, 1]:
+            return unfold_conv2d(x, self.weight, self._stride, self._padding)
+        return self.convolve(x, self.weight)
 
     def convolve(self, x, weight):
         """The convolution by ``weight`` with this layer's stride, padding, dilation and groups, without bias."""
@@ -124,6 +136,35 @@ class TrainingMaxPool2D(nn.MaxPool2D):
         return _ARGMAX_POOL_HONOURS_CEIL_MODE and pool.data_format == "NCHW" and not pool.return_mask
 
 
+class TrainingGoogLeNet(GoogLeNet):
+    """``GoogLeNet`` whose stem, while training, max-pools the outputs of ``conv1`` and ``conv2_2`` before
+    their bias and ReLU: a max over a window commutes with adding a per-channel constant and with ReLU,
+    so the values and gradients are the same, and the bias and ReLU run on a quarter of the pixels."""
+
+    def stem(self, x):
+        if not self.training:
+            return super().stem(x)
+        x = pool_before_bias_and_relu(self.conv1, self.pool1, x)
+        return pool_before_bias_and_relu(self.conv2_2, self.pool2, self.conv2_1(x))
+
+    @staticmethod
+    def accepts(model):
+        """``conv1`` and ``conv2_2`` are ``ConvReLU``s of swapped convolutions with a bias and a plain ReLU;
+        ``pool1`` and ``pool2`` are max pools, plain or swapped."""
+        return all(
+            type(unit) is ConvReLU and type(unit.conv) is TrainingConv2D and unit.conv.bias is not None
+            and type(unit.relu) is nn.ReLU
+            and type(pool) in (nn.MaxPool2D, TrainingMaxPool2D) and not pool.return_mask
+            for unit, pool in ((model.conv1, model.pool1), (model.conv2_2, model.pool2))
+        )
+
+
+def pool_before_bias_and_relu(unit, pool, x):
+    """``pool(unit(x))`` for a ``ConvReLU`` ``unit`` and a max ``pool``, as ``relu(pool(conv(x)) + bias)``."""
+    conv = unit.conv
+    return F.relu(add_channel_bias(pool.forward(conv.without_bias(x)), conv.bias))
+
+
 class TrainingLocalResponseNorm(nn.LocalResponseNorm):
     """``nn.LocalResponseNorm`` whose sum of x² over neighbouring channels is, while training, a 1×1
     convolution by a fixed banded [C, C] matrix (one GEMM) instead of a padded 3-D average pool."""
@@ -144,13 +185,14 @@ class TrainingLocalResponseNorm(nn.LocalResponseNorm):
         return lrn.data_format == "NCHW"
 
 
-# (plain class, its faster subclass) in the order of the swaps: an Inception block is fused only if
-# its convolutions were swapped before it.
+# (plain class, its faster subclass) in the order of the swaps: an Inception block or GoogLeNet's stem
+# is changed only if its convolutions were swapped before it.
 SWAPS = (
     (nn.Conv2D, TrainingConv2D),
     (Inception, TrainingInception),
     (nn.MaxPool2D, TrainingMaxPool2D),
     (nn.LocalResponseNorm, TrainingLocalResponseNorm),
+    (GoogLeNet, TrainingGoogLeNet),
 )
 
 

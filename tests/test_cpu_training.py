@@ -116,10 +116,15 @@ def test_a_layer_wrapped_by_the_user_keeps_its_wrapper_in_training():
     assert not np.allclose(model(x).logits.numpy(), wrapped, rtol=1e-3)
 
 
-@pytest.mark.parametrize("kernel, stride, padding", [(5, 1, 2), (5, 2, 1), (7, 2, 3)])
-def test_unfold_convolution_equals_paddles(kernel, stride, padding, float64):
+# Few output channels on a 9x11 map multiply a copy of the weight per image; 64 of them on a 5x5 map,
+# the weight itself: both forms of unfold_conv2d.
+@pytest.mark.parametrize(
+    "kernel, stride, padding, out_channels, size",
+    [(5, 1, 2, 4, (9, 11)), (5, 2, 1, 4, (9, 11)), (7, 2, 3, 4, (9, 11)), (5, 1, 2, 64, (5, 5))],
+)
+def test_unfold_convolution_equals_paddles(kernel, stride, padding, out_channels, size, float64):
     paddle.seed(kernel + stride)
-    x, weight = paddle.randn([2, 3, 9, 11]), paddle.randn([4, 3, kernel, kernel])
+    x, weight = paddle.randn([2, 3, *size]), paddle.randn([out_channels, 3, kernel, kernel])
     x.stop_gradient = weight.stop_gradient = False
     expected = paddle.nn.functional.conv2d(x, weight, stride=stride, padding=padding)
     got = unfold_conv2d(x, weight, [stride, stride], padding)

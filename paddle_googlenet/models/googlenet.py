@@ -134,11 +134,7 @@ class GoogLeNet(nn.Layer):
 
     def forward(self, x):
         # N x 3 x 224 x 224
-        x = self.conv1(x)  # N x 64 x 112 x 112
-        x = self.pool1(x)  # N x 64 x 56 x 56
-        x = self.conv2_1(x)  # N x 64 x 56 x 56
-        x = self.conv2_2(x)  # N x 192 x 56 x 56
-        x = self.pool2(x)  # N x 192 x 28 x 28
+        x = self.stem(x)  # N x 192 x 28 x 28
         x = self.ince3b(self.ince3a(x))  # N x 480 x 28 x 28
         x = self.pool3(x)  # N x 480 x 14 x 14
         x = self.ince4a(x)  # N x 512 x 14 x 14
@@ -154,6 +150,14 @@ class GoogLeNet(nn.Layer):
         if with_aux:
             return GoogLeNetOutputs(logits, aux1, aux2)
         return logits
+
+    def stem(self, x):
+        """Table 1's rows before inception (3a): conv 7×7/2, max pool, conv 1×1 then 3×3, max pool."""
+        x = self.conv1(x)  # N x 64 x 112 x 112
+        x = self.pool1(x)  # N x 64 x 56 x 56
+        x = self.conv2_1(x)  # N x 64 x 56 x 56
+        x = self.conv2_2(x)  # N x 192 x 56 x 56
+        return self.pool2(x)  # N x 192 x 28 x 28
 
 
 @register_model("googlenet")
