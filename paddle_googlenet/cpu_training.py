@@ -211,7 +211,7 @@ def use_cpu_training_layers(model):
 
 
 def summarize(swapped):
-    """One line for the log, e.g. ``59 Conv2D, 9 Inception, 13 MaxPool2D`` (or ``nothing``)."""
+    """One line for the log, e.g. ``59 Conv2D, 9 Inception, 13 MaxPool2D, 1 GoogLeNet`` (or ``nothing``)."""
     counts = {}
     for _, kind in swapped:
         counts[kind] = counts.get(kind, 0) + 1
