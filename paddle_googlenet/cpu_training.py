@@ -112,13 +112,23 @@ class TrainingInception(Inception):
 
     @staticmethod
     def accepts(block):
-        """The three units are ``ConvReLU``s of swapped, unpadded, unstrided 1×1 convolutions with a bias."""
+        """The three units are swapped ``ConvReLU``s (``is_swapped_conv_relu``) of unpadded, unstrided 1×1
+        convolutions."""
         return all(
-            type(unit) is ConvReLU and type(unit.conv) is TrainingConv2D and unit.conv.bias is not None
+            is_swapped_conv_relu(unit)
             and unit.conv._kernel_size == [1, 1] and unit.conv._stride == [1, 1] and unit.conv._padding == 0
             and unit.conv._groups == 1
             for unit in (block.conv1, block.conv3r, block.conv5r)
         )
+
+
+def is_swapped_conv_relu(unit):
+    """A ``ConvReLU`` whose convolution was swapped, has a bias and whose ReLU is Paddle's own: a unit whose
+    arithmetic a fused form may compute itself (a user's wrapper in either place keeps the unit as it is)."""
+    return (
+        type(unit) is ConvReLU and type(unit.conv) is TrainingConv2D and unit.conv.bias is not None
+        and type(unit.relu) is nn.ReLU
+    )
 
 
 class TrainingMaxPool2D(nn.MaxPool2D):
@@ -149,12 +159,10 @@ class TrainingGoogLeNet(GoogLeNet):
 
     @staticmethod
     def accepts(model):
-        """``conv1`` and ``conv2_2`` are ``ConvReLU``s of swapped convolutions with a bias and a plain ReLU;
-        ``pool1`` and ``pool2`` are max pools, plain or swapped."""
+        """``conv1`` and ``conv2_2`` are swapped ``ConvReLU``s (``is_swapped_conv_relu``); ``pool1`` and
+        ``pool2`` are max pools, plain or swapped."""
         return all(
-            type(unit) is ConvReLU and type(unit.conv) is TrainingConv2D and unit.conv.bias is not None
-            and type(unit.relu) is nn.ReLU
-            and type(pool) in (nn.MaxPool2D, TrainingMaxPool2D) and not pool.return_mask
+            is_swapped_conv_relu(unit) and type(pool) in (nn.MaxPool2D, TrainingMaxPool2D) and not pool.return_mask
             for unit, pool in ((model.conv1, model.pool1), (model.conv2_2, model.pool2))
         )
 
