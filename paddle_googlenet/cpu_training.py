@@ -81,9 +81,17 @@ class TrainingConv2D(nn.Conv2D):
 
     def without_bias(self, x):
         """This layer's convolution of ``x`` before its bias is added."""
-        if self.training and min(self._kernel_size) >= 5 and self._groups == 1 and self._dilation == [1, 1]:
-            return unfold_conv2d(x, self.weight, self._stride, self._padding)
+        if self.training and min(self._kernel_size) >= 5 and self.unfoldable():
+            return self.unfolded(x)
         return self.convolve(x, self.weight)
+
+    def unfoldable(self):
+        """No groups and no dilation: the convolutions ``unfold_conv2d`` covers."""
+        return self._groups == 1 and self._dilation == [1, 1]
+
+    def unfolded(self, x):
+        """This layer's convolution of ``x``, without bias, as ``unfold_conv2d`` (for an ``unfoldable`` layer)."""
+        return unfold_conv2d(x, self.weight, self._stride, self._padding)
 
     def convolve(self, x, weight):
         """The convolution by ``weight`` with this layer's stride, padding, dilation and groups, without bias."""
@@ -149,7 +157,10 @@ class TrainingMaxPool2D(nn.MaxPool2D):
 class TrainingGoogLeNet(GoogLeNet):
     """``GoogLeNet`` whose stem, while training, max-pools the outputs of ``conv1`` and ``conv2_2`` before
     their bias and ReLU: a max over a window commutes with adding a per-channel constant and with ReLU,
-    so the values and gradients are the same, and the bias and ReLU run on a quarter of the pixels."""
+    so the values and gradients are the same, and the bias and ReLU run on a quarter of the pixels. Both
+    convolutions run as ``unfold_conv2d``: on the network's two largest maps, keeping the columns for the
+    backward beats Paddle's convolution, which forms them again there (for ``conv2_2``'s 3×3 kernel the
+    rule of ``TrainingConv2D`` would not choose it; its columns take 7 MB per 224×224 image)."""
 
     def stem(self, x):
         if not self.training:
@@ -159,18 +170,20 @@ class TrainingGoogLeNet(GoogLeNet):
 
     @staticmethod
     def accepts(model):
-        """``conv1`` and ``conv2_2`` are swapped ``ConvReLU``s (``is_swapped_conv_relu``); ``pool1`` and
-        ``pool2`` are max pools, plain or swapped."""
+        """``conv1`` and ``conv2_2`` are swapped ``ConvReLU``s (``is_swapped_conv_relu``) of ``unfoldable``
+        convolutions; ``pool1`` and ``pool2`` are max pools, plain or swapped."""
         return all(
-            is_swapped_conv_relu(unit) and type(pool) in (nn.MaxPool2D, TrainingMaxPool2D) and not pool.return_mask
+            is_swapped_conv_relu(unit) and unit.conv.unfoldable()
+            and type(pool) in (nn.MaxPool2D, TrainingMaxPool2D) and not pool.return_mask
             for unit, pool in ((model.conv1, model.pool1), (model.conv2_2, model.pool2))
         )
 
 
 def pool_before_bias_and_relu(unit, pool, x):
-    """``pool(unit(x))`` for a ``ConvReLU`` ``unit`` and a max ``pool``, as ``relu(pool(conv(x)) + bias)``."""
+    """``pool(unit(x))`` for a ``ConvReLU`` ``unit`` and a max ``pool``, as ``relu(pool(conv(x)) + bias)``,
+    the convolution unfolded."""
     conv = unit.conv
-    return F.relu(add_channel_bias(pool.forward(conv.without_bias(x)), conv.bias))
+    return F.relu(add_channel_bias(pool.forward(conv.unfolded(x)), conv.bias))
 
 
 class TrainingLocalResponseNorm(nn.LocalResponseNorm):

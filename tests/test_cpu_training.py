@@ -124,10 +124,11 @@ def test_a_layer_wrapped_by_the_user_keeps_its_wrapper_in_training(unit, part):
 
 
 # Few output channels on a 9x11 map multiply a copy of the weight per image; 64 of them on a 5x5 map,
-# the weight itself: both forms of unfold_conv2d.
+# the weight itself: both forms of unfold_conv2d, with the kernels the pass unfolds.
 @pytest.mark.parametrize(
     "kernel, stride, padding, out_channels, size",
-    [(5, 1, 2, 4, (9, 11)), (5, 2, 1, 4, (9, 11)), (7, 2, 3, 4, (9, 11)), (5, 1, 2, 64, (5, 5))],
+    [(5, 1, 2, 4, (9, 11)), (5, 2, 1, 4, (9, 11)), (7, 2, 3, 4, (9, 11)), (5, 1, 2, 64, (5, 5)),
+     (3, 1, 1, 4, (7, 7)), (3, 2, 1, 64, (9, 11))],
 )
 def test_unfold_convolution_equals_paddles(kernel, stride, padding, out_channels, size, float64):
     paddle.seed(kernel + stride)
