@@ -1,10 +1,11 @@
-"""Decode + augment throughput of the training data pipeline at 224x224, OpenCV against Pillow.
+"""Decode + augment throughput of the training data pipeline at 224x224, and Pillow's decoding for comparison.
 
 Writes synthetic photo-like JPEGs (500x375, quality 75, about 33 KB or 1.4 bits per pixel: a little
 denser than Flowers-102, whose 8,189 JPEGs average 40 KB at 500 pixels on the short side, about
-1 bit per pixel) into a temporary folder, then times, per image backend:
+1 bit per pixel) into a temporary folder, then times:
 
-* ``decode``: ``load_image`` alone, in this process;
+* ``decode``: ``load_image`` alone (OpenCV), in this process; ``decode/pillow``: Pillow's decoding
+  to an RGB array, the alternative the pipeline does not use;
 * ``loader/0`` and ``loader/2`` (the ``--workers`` values): full epochs of the training loader
   (decode, resize short side to 256, random 224 crop, flip, normalise, batch), with 0 or 2 worker
   processes, worker start-up included.
@@ -86,10 +87,15 @@ def measure(run, images):
     return images / (time.perf_counter() - start), (cpu_seconds() - cpu) * 1000 / images
 
 
-def time_decode(paths):
+def pillow_load(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def time_decode(paths, decode):
     def run():
         for path in paths:
-            transforms.load_image(path)
+            decode(path)
 
     return measure(run, len(paths))
 
@@ -114,7 +120,6 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32, help="loader batch size (default: %(default)s)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts (default: 0 2)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best and median are shown")
-    parser.add_argument("--backends", nargs="+", default=list(transforms.BACKENDS), choices=transforms.BACKENDS)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
@@ -122,23 +127,20 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         paths = write_jpegs(folder, args.images)
         size_kb = sum(os.path.getsize(path) for path in paths) / len(paths) / 1024
-        for backend in args.backends:
-            transforms.set_image_backend(backend)
-            measurements = [("decode", lambda: time_decode(paths))]
-            measurements += [(f"loader/{workers}", lambda workers=workers: time_loader(paths, workers, args.batch_size))
-                             for workers in args.workers]
-            for stage, run in measurements:
-                rates, cpu_ms = zip(*(run() for _ in range(args.repeat)))
-                results.append({"backend": backend, "stage": stage, "best": max(rates),
-                                "median": float(np.median(rates)), "cpu_ms_per_image": float(np.median(cpu_ms)),
-                                "runs": list(rates)})
+        measurements = [("decode", lambda: time_decode(paths, transforms.load_image)),
+                        ("decode/pillow", lambda: time_decode(paths, pillow_load))]
+        measurements += [(f"loader/{workers}", lambda workers=workers: time_loader(paths, workers, args.batch_size))
+                         for workers in args.workers]
+        for stage, run in measurements:
+            rates, cpu_ms = zip(*(run() for _ in range(args.repeat)))
+            results.append({"stage": stage, "best": max(rates), "median": float(np.median(rates)),
+                            "cpu_ms_per_image": float(np.median(cpu_ms)), "runs": list(rates)})
 
     print(f"{args.images} JPEGs {JPEG_SHAPE[1]}x{JPEG_SHAPE[0]} (~{size_kb:.0f} KB, quality {JPEG_QUALITY}), "
           f"crop {IMAGE_SIZE}, batch {args.batch_size}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'backend':8} {'stage':10} {'best img/s':>10} {'median':>8} {'CPU ms/img':>10}")
+    print(f"{'stage':14} {'best img/s':>10} {'median':>8} {'CPU ms/img':>10}")
     for row in results:
-        print(f"{row['backend']:8} {row['stage']:10} {row['best']:10.0f} {row['median']:8.0f} "
-              f"{row['cpu_ms_per_image']:10.2f}")
+        print(f"{row['stage']:14} {row['best']:10.0f} {row['median']:8.0f} {row['cpu_ms_per_image']:10.2f}")
     if args.json:
         report = {"images": args.images, "image_kb": size_kb, "batch_size": args.batch_size, "cpus": os.cpu_count(),
                   "load_average": os.getloadavg()[0], "python": platform.python_version(), "results": results}

@@ -23,7 +23,7 @@ import numpy as np
 from paddle_googlenet.runtime import configure_threads, import_paddle
 
 configure_threads()  # before Paddle is imported: it would pin itself to one thread
-from paddle_googlenet.checkpoint import load_checkpoint
+from paddle_googlenet.checkpoint import load_checkpoint, read_record, training_data
 from paddle_googlenet.data import build_datasets
 from paddle_googlenet.export import CALIBRATION_IMAGES, export_checkpoint
 from paddle_googlenet.inference import CheckpointPredictor, ExportedPredictor
@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def validation_arrays(checkpoint):
     """``(images N x 3 x H x W float32, labels)`` of the validation split of the checkpoint's run."""
-    val = build_datasets(argparse.Namespace(**load_checkpoint(checkpoint)["args"])).val
+    state = load_checkpoint(checkpoint)
+    val = build_datasets(training_data(state), read_record(state).preprocess).val
     items = [val[index] for index in range(len(val))]
     return np.stack([image for image, _ in items]), np.array([label for _, label in items])
 

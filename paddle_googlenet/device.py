@@ -7,6 +7,7 @@ import platform
 import sys
 
 from . import distributed
+from .errors import UserError
 from .runtime import import_paddle
 
 paddle = import_paddle()
@@ -33,7 +34,7 @@ def keep_freed_memory():
     return bool(mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, 2**30))
 
 
-class DeviceError(Exception):
+class DeviceError(UserError):
     """The requested device is not available."""
 
 
@@ -41,8 +42,8 @@ def gpu_available():
     return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
 
 
-def select_device(choice="auto"):
-    """Set and return Paddle's device: ``gpu:<local rank>`` when asked or available, else ``cpu``."""
+def resolve_device(choice="auto"):
+    """``"gpu"`` or ``"cpu"`` for ``--device auto|cpu|gpu``; DeviceError for a GPU that is not there."""
     if choice not in ("auto", "cpu", "gpu"):
         raise DeviceError(f"--device must be auto, cpu or gpu, got {choice!r}")
     if choice == "gpu" and not gpu_available():
@@ -51,9 +52,23 @@ def select_device(choice="auto"):
             f"--device gpu: no GPU is usable (this Paddle was built {built} CUDA"
             f"{', but no device is visible' if built == 'with' else '; install paddlepaddle-gpu'}). Use --device cpu."
         )
-    device = f"gpu:{paddle.distributed.ParallelEnv().device_id}" if choice != "cpu" and gpu_available() else "cpu"
+    return "gpu" if choice != "cpu" and gpu_available() else "cpu"
+
+
+def select_device(choice="auto"):
+    """Set and return Paddle's device: ``gpu:<local rank>`` when asked or available, else ``cpu``."""
+    device = resolve_device(choice)
+    if device == "gpu":
+        device = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
     paddle.set_device(device)
     return device
+
+
+def setup_training_process(device_choice, keep_memory=True):
+    """The process-wide settings of a training process: its device and, on CPU, the malloc policy; returns the device."""
+    if keep_memory:
+        keep_freed_memory()
+    return select_device(device_choice)
 
 
 class Precision:

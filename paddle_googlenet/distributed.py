@@ -15,6 +15,11 @@ def init():
     return dist.get_world_size()
 
 
+def world_size():
+    """Processes in the run (known from the launcher's environment before ``init``)."""
+    return dist.get_world_size()
+
+
 def rank():
     return dist.get_rank()
 

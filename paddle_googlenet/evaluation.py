@@ -1,86 +1,55 @@
-"""Reports of an evaluation: per-class top-1 and the confusion matrix, as JSON and as a PNG a person can read.
+"""``train.py MODEL --eval-only CHECKPOINT``: evaluate a checkpoint on the validation split and write reports.
 
-``train.py MODEL --eval-only CHECKPOINT`` evaluates a checkpoint on the validation split without
-training and writes, into its report folder:
-
-* ``metrics.json``: loss, top-1, top-5 and error of the split, the checkpoint and the image count;
-* ``per_class.json``: for every class, its name, image count and top-1;
-* ``confusion.json``: ``matrix[i][j]`` = images of class i predicted as class j, with the class names;
-* ``confusion.png``: the matrix normalised per true class, with counts in the cells when there are
-  few classes and the per-class top-1 beside each row.
+The checkpoint is evaluated as it is used: with its own preprocessing and its chosen weights, on the
+data the flags name, which must have its classes. The reports (``reports.py``) go into
+``--output`` (default: ``eval-<checkpoint name>`` beside the checkpoint), which must be empty or
+named with ``--overwrite``; that is checked before anything is computed.
 """
 
-import json
 from pathlib import Path
 
-import numpy as np
-
-REPORT_FILES = ("metrics.json", "per_class.json", "confusion.json", "confusion.png")
-ANNOTATED_CLASSES = 20  # up to this many classes, every cell shows its count
-
-
-def confusion_matrix(labels, predictions, num_classes):
-    """``matrix[i, j]``: how many samples of class i were predicted as class j."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
-    return matrix
+from .checkpoint import CheckpointError, build_model, load_checkpoint, read_record
+from .data import build_datasets, build_loader, data_source
+from .device import Precision, select_device
+from .engine import evaluate
+from .options import default_for
+from .reports import write_reports
+from .run_folder import OutputError, check_writable
 
 
-def per_class_rows(matrix, class_names):
-    """``[{"class_id", "name", "images", "top1"}, ...]``; ``top1`` is None for a class without images."""
-    rows = []
-    for index, name in enumerate(class_names):
-        images = int(matrix[index].sum())
-        rows.append({"class_id": index, "name": name, "images": images,
-                     "top1": float(matrix[index, index] / images) if images else None})
-    return rows
+def evaluate_checkpoint(args):
+    """``train.py MODEL --eval-only CHECKPOINT``: loss, top-1 and top-5 on the validation split, and the report files.
+
+    The report folder is checked before anything is computed; the checkpoint is evaluated with its own
+    preprocessing, on the data the flags name, which must have its classes.
+    """
+    folder = Path(args.output)
+    if folder.is_dir() and any(folder.iterdir()) and not args.overwrite:
+        raise OutputError(f"{args.output} already holds files; choose another --output, or replace them with --overwrite")
+    check_writable(args.output, "--output")
+    state = load_checkpoint(args.eval_only)
+    record = read_record(state)
+    if record.model_name != args.model:
+        raise CheckpointError(f"{args.eval_only} holds a {record.model_name} model, not {args.model}")
+    device = select_device(args.device)
+    data = build_datasets(data_source(args), record.preprocess, args.strict_images)
+    check_same_classes(record, data, args.eval_only)
+    batch_size = args.batch_size or default_for("batch_size", args.dataset, args.model)
+    workers = default_for("workers", args.dataset, args.model) if args.workers is None else args.workers
+    loader = build_loader(data.val, batch_size, train=False, workers=workers, seed=0)
+    metrics, probs, labels = evaluate(build_model(state), loader, Precision(device, args.amp))
+    print(f"{args.eval_only} on the validation split of {args.dataset} ({len(labels)} images): loss {metrics['loss']:.4f}, "
+          f"top-1 {100 * metrics['top1']:.2f} %, top-5 {100 * metrics['top5']:.2f} %")
+    files = write_reports(folder, metrics, probs, labels, data.class_names, args.eval_only)
+    print(f"wrote {', '.join(str(p) for p in files)}")
+    return 0
 
 
-def write_reports(folder, metrics, probs, labels, class_names, source):
-    """Write the four report files into ``folder`` (created if needed); return their paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    matrix = confusion_matrix(labels, np.argmax(probs, axis=1), len(class_names))
-    rows = per_class_rows(matrix, class_names)
-    documents = {
-        "metrics.json": {**{key: float(value) for key, value in metrics.items()}, "images": int(len(labels)), "checkpoint": str(source)},
-        "per_class.json": rows,
-        "confusion.json": {"class_names": list(class_names), "matrix": matrix.tolist(),
-                           "rows": "true class", "columns": "predicted class"},
-    }
-    for name, document in documents.items():
-        (folder / name).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    plot_confusion(matrix, class_names, rows, folder / "confusion.png", title=f"{source}: top-1 {100 * metrics['top1']:.2f} %")
-    return [folder / name for name in REPORT_FILES]
-
-
-def plot_confusion(matrix, class_names, rows, png, title):
-    """The confusion matrix normalised per true class (row), as a heat map with labelled axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    count = len(class_names)
-    totals = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
-    side = min(40.0, max(5.0, 0.28 * count + 2.5))
-    figure = Figure(figsize=(side + 1.5, side), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    image = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=axes, fraction=0.04, label="share of the true class")
-    font = 8 if count <= 40 else 5
-    labels = [name if len(name) <= 18 else name[:17] + "…" for name in class_names]
-    axes.set_xticks(range(count), labels, rotation=90, fontsize=font)
-    top1 = ["—" if row["top1"] is None else f"{100 * row['top1']:.0f} %" for row in rows]
-    axes.set_yticks(range(count), [f"{label}  {value}" for label, value in zip(labels, top1)], fontsize=font)
-    axes.set_xlabel("predicted class")
-    axes.set_ylabel("true class (and its top-1)")
-    if count <= ANNOTATED_CLASSES:
-        for i in range(count):
-            for j in range(count):
-                if matrix[i, j]:
-                    axes.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                              color="white" if share[i, j] > 0.5 else "black")
-    axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(str(png))
+def check_same_classes(record, data, path):
+    """The data must have the checkpoint's classes: the same count, and the same names unless it has only numbers."""
+    theirs, ours = list(record.class_names), list(data.class_names)
+    unnamed = theirs == [str(index) for index in range(len(theirs))]  # e.g. converted without --labels
+    if len(theirs) != len(ours) or (theirs != ours and not unnamed):
+        raise CheckpointError(
+            f"{path} was trained on other classes than this data's ({len(theirs)} classes there, {data.summary()} "
+            f"here); evaluate it with the data flags it was trained with")

@@ -12,9 +12,6 @@ fixed at export) and has one output: the softmax **probabilities** over ``class_
 exported in eval mode, so GoogLeNet's auxiliary heads are not part of the program.
 """
 
-import argparse
-import json
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -26,31 +23,24 @@ if __name__ == "__main__":  # the command line: let Paddle use every core (befor
 
 import numpy as np
 
-from .runtime import import_paddle, paddle_major_version
-from .checkpoint import CheckpointError, add_weights_argument, build_model, chosen_weights, load_checkpoint
+from .checkpoint import add_weights_argument, build_model, chosen_weights, load_checkpoint, read_record, training_data, weights_of
+from .cli import ArgumentParser, at_least, run_main
 from .data import DataError, ImageReadError, build_datasets, build_eval_transform, load_image
 from .data.inputs import collect_images
+from .data.transforms import resized_preprocess
+from .exported import (EXPORT_FILES, FORMAT, FORMAT_VERSION, INPUT_NAME, LEGACY_PROGRAM, METADATA_FILE, MODEL_PREFIX,
+                       ONNX_FILE, PARAMS_FILE, PIR_PROGRAM, SAFETENSORS_FILE, ExportError, load_metadata, program_files)
+from .files import json_text, write_text_atomically
 from .quantization import ALGORITHMS, DEFAULT_ALGORITHM, save_int8_program
+from .runtime import import_paddle, paddle_major_version, quiet_stderr
+from .safe_load import save_safetensors
 
 paddle = import_paddle()
 
-FORMAT = "paddle-googlenet-export"
-FORMAT_VERSION = 1
-METADATA_FILE = "metadata.json"
-MODEL_PREFIX = "model"
-INPUT_NAME = "image"
-PIR_PROGRAM = MODEL_PREFIX + ".json"  # Paddle 3 (PIR)
-LEGACY_PROGRAM = MODEL_PREFIX + ".pdmodel"  # Paddle 2.x (ProgramDesc)
-PARAMS_FILE = MODEL_PREFIX + ".pdiparams"
-ONNX_FILE = MODEL_PREFIX + ".onnx"
-_WRITTEN_FILES = (PIR_PROGRAM, LEGACY_PROGRAM, PARAMS_FILE, PARAMS_FILE + ".info", METADATA_FILE, ONNX_FILE)
 MIN_IMAGE_SIZE = 64  # the smallest input every model accepts (docs/models.md)
 CALIBRATION_IMAGES = 256  # default number of calibration images for --int8
 CALIBRATION_BATCH = 32
-
-
-class ExportError(Exception):
-    """An export that cannot be written or read; ``str()`` says what to do."""
+FEW_CALIBRATION_IMAGES = 32  # fewer than this: warn that the int8 ranges may not represent the data
 
 
 class SoftmaxOutput(paddle.nn.Layer):
@@ -64,24 +54,9 @@ class SoftmaxOutput(paddle.nn.Layer):
         return paddle.nn.functional.softmax(self.classifier(image), axis=-1)
 
 
-def paddle_reads_pir():
-    """Whether this Paddle can load PIR ``.json`` programs (Paddle 3 and development builds)."""
-    return paddle_major_version() >= 3
-
-
-def resized_preprocess(preprocess, image_size):
-    """``preprocess`` for another crop size, keeping the resize/crop ratio and the normalisation."""
-    if image_size is None or image_size == preprocess["image_size"]:
-        return dict(preprocess)
-    if image_size < MIN_IMAGE_SIZE:
-        raise ExportError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
-    ratio = preprocess["resize_size"] / preprocess["image_size"]
-    return dict(preprocess, image_size=int(image_size), resize_size=round(image_size * ratio))
-
-
 def earlier_export_files(output_dir, overwrite):
     """The files of an earlier export in ``output_dir``; an ExportError if there are any and not ``overwrite``."""
-    earlier = [name for name in _WRITTEN_FILES if (Path(output_dir) / name).exists()]
+    earlier = [name for name in EXPORT_FILES if (Path(output_dir) / name).exists()]
     if earlier and not overwrite:
         raise ExportError(f"{output_dir} already holds an export ({', '.join(earlier)}); choose another --output, "
                           f"or replace it with --overwrite")
@@ -103,6 +78,9 @@ def _preprocessed_batches(readers, preprocess, count, batch_size):
             print(f"notice: calibration: skipped {exc}", file=sys.stderr)
     if not arrays:
         raise ExportError("none of the calibration images could be read; calibrate on others with --calibrate")
+    if len(arrays) < FEW_CALIBRATION_IMAGES:
+        print(f"notice: calibrating on {len(arrays)} image(s) only: int8 ranges from so few may not cover other "
+              f"images; give --calibrate {FEW_CALIBRATION_IMAGES} or more images like the ones to predict", file=sys.stderr)
     return [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)], len(arrays)
 
 
@@ -120,11 +98,12 @@ def calibration_batches(inputs, preprocess, count=CALIBRATION_IMAGES, batch_size
 
 def training_calibration_batches(state, preprocess, count=CALIBRATION_IMAGES, batch_size=CALIBRATION_BATCH):
     """``(batches, images used)`` from the training images of the checkpoint's run, read as ``train.py`` read them."""
-    args = argparse.Namespace(**state.get("args", {}))
-    if not hasattr(args, "dataset"):
-        raise ExportError("this checkpoint does not record its training data; calibrate on images with --calibrate")
+    source = training_data(state)
+    if source is None:
+        raise ExportError("this checkpoint does not record training images (a converted one, or from an earlier "
+                          "version); calibrate on images with --calibrate")
     try:
-        train = build_datasets(args).train
+        train = build_datasets(source, preprocess).train
     except DataError as exc:
         raise ExportError(f"cannot read the run's training images ({exc}); calibrate on images with --calibrate") from None
     return _preprocessed_batches([partial(train.read_image, index) for index in range(len(train))], preprocess, count, batch_size)
@@ -141,21 +120,16 @@ def export_model(model, output_dir, metadata, overwrite=False, calibration=None,
     """
     output_dir = Path(output_dir)
     size = int(metadata["preprocess"]["image_size"])
-    earlier = earlier_export_files(output_dir, overwrite)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for name in earlier:  # no stale program of the other format may survive
-            (output_dir / name).unlink()
-    except OSError as exc:
-        raise ExportError(f"cannot write to the output folder {output_dir} ({exc.strerror or exc}); choose another with --output") from exc
+    _clear_for_export(output_dir, overwrite)
     model.eval()
     wrapped = SoftmaxOutput(model)
     wrapped.eval()
     spec = paddle.static.InputSpec([None, 3, size, size], "float32", INPUT_NAME)
-    if calibration is None:
-        paddle.jit.save(wrapped, str(output_dir / MODEL_PREFIX), input_spec=[spec])
-    else:
-        save_int8_program(wrapped, spec, output_dir / MODEL_PREFIX, calibration, algorithm)
+    with quiet_stderr():  # Paddle reports its program conversion there; shown only if the export fails
+        if calibration is None:
+            paddle.jit.save(wrapped, str(output_dir / MODEL_PREFIX), input_spec=[spec])
+        else:
+            save_int8_program(wrapped, spec, output_dir / MODEL_PREFIX, calibration, algorithm)
     program = PIR_PROGRAM if (output_dir / PIR_PROGRAM).is_file() else LEGACY_PROGRAM
     metadata = dict(
         metadata,
@@ -168,34 +142,44 @@ def export_model(model, output_dir, metadata, overwrite=False, calibration=None,
         params_file=PARAMS_FILE,
         paddle_version=paddle.__version__,
     )
-    tmp = output_dir / (METADATA_FILE + ".tmp")  # written last and atomically: its presence marks a complete export
-    tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, output_dir / METADATA_FILE)
+    write_metadata(output_dir, metadata)
     return output_dir
+
+
+def _clear_for_export(output_dir, overwrite):
+    """Refuse an earlier export (unless ``overwrite``: remove its files, so no stale program survives)."""
+    earlier = earlier_export_files(output_dir, overwrite)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name in earlier:
+            (output_dir / name).unlink()
+    except OSError as exc:
+        raise ExportError(f"cannot write to the output folder {output_dir} ({exc.strerror or exc}); choose another with --output") from exc
+
+
+def write_metadata(output_dir, metadata):
+    """``metadata.json``, written last and atomically: its presence marks a complete export."""
+    write_text_atomically(Path(output_dir) / METADATA_FILE, json_text(metadata, indent=2) + "\n")
 
 
 def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="auto", overwrite=False,
                       int8=False, calibrate=None, calibration_images=CALIBRATION_IMAGES, algorithm=DEFAULT_ALGORITHM):
-    """Export the model of a ``train.py`` checkpoint; ``image_size`` overrides its crop size, ``weights``
-    chooses its trained or EMA weights (``checkpoint.chosen_weights``). ``int8`` makes an int8 export,
-    calibrated with ``algorithm`` on ``calibration_images`` of the images in ``calibrate`` (image
-    files, folders or list files), or by default of the run's training images. Returns the folder."""
+    """Export the model of a checkpoint; ``image_size`` overrides its crop size, ``weights`` chooses its
+    trained or EMA weights (``checkpoint.chosen_weights``). ``int8`` makes an int8 export, calibrated
+    with ``algorithm`` on ``calibration_images`` of the images in ``calibrate`` (image files, folders or
+    list files), or by default of the run's training images. Returns the folder."""
     state = load_checkpoint(checkpoint_path)
-    preprocess = resized_preprocess(state["preprocess"], image_size)
+    record = read_record(state)
+    preprocess = resized_preprocess(record.preprocess, image_size)
     batches = None
     if int8:  # read before anything is written: a bad image leaves the output folder untouched
         earlier_export_files(output_dir, overwrite)  # and refuse an occupied folder before calibrating
-        if calibrate:
-            batches, used = calibration_batches(calibrate, preprocess, calibration_images)
-            source = ", ".join(str(Path(item).resolve()) for item in calibrate)
-        else:
-            batches, used = training_calibration_batches(state, preprocess, calibration_images)
-            source = f"the run's training images (--dataset {state['args']['dataset']})"
+        batches, used, source = _calibration(state, calibrate, preprocess, calibration_images)
     train_state = state.get("train_state", {})
     metadata = {
-        "model_name": state["model_name"],
-        "model_kwargs": state["model_kwargs"],
-        "class_names": list(state["class_names"]),
+        "model_name": record.model_name,
+        "model_kwargs": record.model_kwargs,
+        "class_names": record.class_names,
         "preprocess": preprocess,
         "checkpoint": {
             "path": str(Path(checkpoint_path).resolve()),
@@ -207,6 +191,15 @@ def export_checkpoint(checkpoint_path, output_dir, image_size=None, weights="aut
     if batches:
         metadata["calibration"] = {"source": source, "images": used, "algorithm": algorithm}
     return export_model(build_model(state, weights), output_dir, metadata, overwrite, batches, algorithm)
+
+
+def _calibration(state, calibrate, preprocess, count):
+    """``(batches, images used, where they came from)`` for an int8 export."""
+    if calibrate:
+        batches, used = calibration_batches(calibrate, preprocess, count)
+        return batches, used, ", ".join(str(Path(item).resolve()) for item in calibrate)
+    batches, used = training_calibration_batches(state, preprocess, count)
+    return batches, used, f"the run's training images (--dataset {training_data(state)['dataset']})"
 
 
 def write_onnx(export_dir, opset=None):
@@ -224,75 +217,44 @@ def write_onnx(export_dir, opset=None):
     options = {"opset_version": opset} if opset else {}
     if converter_2x:
         options["optimize_tool"] = "None"  # the plain conversion (1.x has no optimiser step to turn off)
-    paddle2onnx.export(str(program), str(params), str(onnx_path), **options)
+    with quiet_stderr():
+        paddle2onnx.export(str(program), str(params), str(onnx_path), **options)
     if not onnx_path.is_file():
         raise ExportError(f"paddle2onnx did not write {onnx_path}; see its messages above")
     return onnx_path
 
 
-def is_export_dir(path):
-    """Whether ``path`` is a folder written by ``export_model`` (it holds ``metadata.json``)."""
-    return (Path(path) / METADATA_FILE).is_file()
-
-
-def load_metadata(export_dir):
-    """The ``metadata.json`` of an export folder, checked; raises ExportError otherwise."""
-    path = Path(export_dir) / METADATA_FILE
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{export_dir}: no {METADATA_FILE}; export a checkpoint with python -m paddle_googlenet.export") from None
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ExportError(f"{path}: not a paddle-googlenet export (expected \"format\": \"{FORMAT}\")")
-    missing = [key for key in ("class_names", "preprocess", "input") if key not in metadata]
-    if missing:
-        raise ExportError(f"{path}: missing {', '.join(missing)}; export the checkpoint again")
-    return metadata
-
-
-def program_files(export_dir):
-    """``(program file, params file)`` of an export: PIR ``model.json`` or ``model.pdmodel``, whichever exists.
-
-    Paddle 3 reads both; Paddle 2.6 reads only ``.pdmodel``, so a Paddle 3 export has to be re-made there.
-    """
-    export_dir = Path(export_dir)
-    params = export_dir / PARAMS_FILE
-    pir, legacy = export_dir / PIR_PROGRAM, export_dir / LEGACY_PROGRAM
-    candidates = [pir, legacy] if paddle_reads_pir() else [legacy]
-    program = next((path for path in candidates if path.is_file()), None)
-    if program is None and pir.is_file():
-        raise ExportError(
-            f"{export_dir} holds a Paddle 3 (PIR) program, {PIR_PROGRAM}, which Paddle {paddle.__version__} cannot read; "
-            f"export the checkpoint again with this Paddle, or run with Paddle 3"
-        )
-    if program is None:
-        raise ExportError(f"{export_dir}: neither {PIR_PROGRAM} nor {LEGACY_PROGRAM} found; export the checkpoint again")
-    if not params.is_file():
-        raise ExportError(f"{export_dir}: {PARAMS_FILE} is missing; export the checkpoint again")
-    return program, params
+def write_weights_safetensors(checkpoint_path, export_dir, weights="auto"):
+    """The checkpoint's chosen weights as ``model.safetensors`` beside the export (no pickle: safe to share)."""
+    state = load_checkpoint(checkpoint_path)
+    arrays = {name: np.ascontiguousarray(value) for name, value in weights_of(state, weights).items()}
+    path = Path(export_dir) / SAFETENSORS_FILE
+    save_safetensors(arrays, path, metadata={"model_name": read_record(state).model_name, "format": "paddle-googlenet-weights"})
+    return path
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m paddle_googlenet.export",
-        description="Export a train.py checkpoint for Paddle Inference (paddle.jit.save): one input, "
+        description="Export a checkpoint for Paddle Inference (paddle.jit.save): one input, "
         "one output (softmax probabilities), with class names and preprocessing in metadata.json.",
     )
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a *.pdckpt file written by train.py")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a *.pdckpt file written by train.py or convert_v2")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in DIR")
     add_weights_argument(parser)
-    parser.add_argument("--image-size", type=int, metavar="N",
+    parser.add_argument("--image-size", type=at_least(MIN_IMAGE_SIZE), metavar="N",
                         help="input height and width of the exported program (default: the checkpoint's crop size)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx with paddle2onnx (pip install paddle2onnx)")
+    parser.add_argument("--safetensors", action="store_true",
+                        help="also write the weights as model.safetensors, a file anyone can load without pickle "
+                             "(pip install safetensors)")
     int8 = parser.add_argument_group("int8 (oneDNN on the CPU; docs/inference.md)")
     int8.add_argument("--int8", action="store_true", help="quantise the program to int8, calibrated on images")
     int8.add_argument("--calibrate", nargs="+", metavar="INPUT",
                       help="calibration images: files, folders or list files (default: the training images of the "
                            "checkpoint's run, read as train.py read them)")
-    int8.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
+    int8.add_argument("--calibration-images", type=at_least(1), default=CALIBRATION_IMAGES, metavar="N",
                       help="use at most N of them, spread evenly (default: %(default)s)")
     int8.add_argument("--calibration-algo", choices=ALGORITHMS, default=DEFAULT_ALGORITHM,
                       help="how each activation's range is chosen (default: %(default)s)")
@@ -305,33 +267,32 @@ def usage_error(args):
         return "--calibrate is for --int8 exports; add --int8, or drop --calibrate"
     if args.int8 and args.onnx:
         return "--onnx converts float32 exports; export without --int8 for ONNX"
-    if args.calibration_images < 1:
-        return f"--calibration-images must be at least 1, got {args.calibration_images}"
     return None
 
 
 def main(argv=None):
+    return run_main("python -m paddle_googlenet.export", _command, argv)
+
+
+def _command(argv):
     parser = get_args_parser()
     args = parser.parse_args(argv)
     problem = usage_error(args)
     if problem:
         parser.error(problem)  # exit code 2
-    try:
-        output = export_checkpoint(args.checkpoint, args.output, args.image_size, args.weights, args.overwrite,
-                                   args.int8, args.calibrate, args.calibration_images, args.calibration_algo)
-        onnx_path = write_onnx(output) if args.onnx else None
-    except (CheckpointError, ExportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    output = export_checkpoint(args.checkpoint, args.output, args.image_size, args.weights, args.overwrite,
+                               args.int8, args.calibrate, args.calibration_images, args.calibration_algo)
+    extra = [write_onnx(output)] if args.onnx else []
+    if args.safetensors:
+        extra.append(write_weights_safetensors(args.checkpoint, output, args.weights))
     metadata = load_metadata(output)
     size = metadata["preprocess"]["image_size"]
     calibration = metadata.get("calibration")
     if calibration:
         print(f"int8: calibrated on {calibration['images']} of {calibration['source']}, algorithm {calibration['algorithm']}")
     print(f"exported {metadata['model_name']} ({len(metadata['class_names'])} classes, {size}x{size} input, "
-          f"{metadata['precision']}) "
-          f"to {output}: {metadata['program_file']}, {metadata['params_file']}, {METADATA_FILE}"
-          + (f", {onnx_path.name}" if onnx_path else ""))
+          f"{metadata['precision']}) to {output}: {metadata['program_file']}, {metadata['params_file']}, {METADATA_FILE}"
+          + "".join(f", {path.name}" for path in extra))
     print(f"predict with: python infer.py {output} IMAGE...")
     return 0
 

@@ -8,8 +8,6 @@ probabilities, so they predict what evaluation measured. ``collect_images`` expa
 and list files (``data.inputs``); ``predict_files`` yields a ``Prediction`` or an ``ImageReadError`` per image, in order.
 """
 
-import argparse
-import json
 import sys
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
@@ -17,18 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtime import default_thread_count, import_paddle, quiet_stderr
-from .checkpoint import SUFFIX, CheckpointError, add_weights_argument, build_model, chosen_weights, load_checkpoint
+from .checkpoint import SUFFIX, add_weights_argument, build_model, chosen_weights, load_checkpoint, read_record
+from .cli import ArgumentParser, at_least, run_main
 from .data.inputs import collect_images
 from .data.transforms import ImageReadError, build_eval_transform, load_image
-from .device import DeviceError, gpu_available
-from .export import METADATA_FILE, ExportError, is_export_dir, load_metadata, program_files
+from .device import resolve_device
+from .errors import UserError
+from .exported import METADATA_FILE, is_export_dir, load_metadata, program_files
+from .files import json_text
+from .runtime import default_thread_count, import_paddle, quiet_stderr
 
 paddle = import_paddle()
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 MODEL_PATH_HELP = (
-    "MODEL_PATH must be a checkpoint written by train.py (*" + SUFFIX + ", e.g. output/googlenet/best" + SUFFIX + ") "
+    "MODEL_PATH must be a checkpoint (*" + SUFFIX + ", e.g. output/googlenet/best" + SUFFIX + ") "
     "or a folder written by python -m paddle_googlenet.export"
 )
 
@@ -36,19 +37,12 @@ Prediction = namedtuple("Prediction", ["path", "topk"])
 Prediction.__doc__ = "One image's result: ``topk`` is a list of ``(class_id, label, probability)``, best first."
 
 
-class InferenceError(Exception):
+class InferenceError(UserError):
     """A model path, input or option that inference cannot use; ``str()`` says what to do."""
 
 
 def notice(message):
     print(f"notice: {message}", file=sys.stderr)
-
-
-def resolve_device(choice):
-    """``"gpu"`` or ``"cpu"`` for ``--device auto|cpu|gpu``."""
-    if choice == "gpu" and not gpu_available():
-        raise DeviceError("--device gpu: this Paddle sees no usable GPU (install paddlepaddle-gpu, check the driver); use --device cpu")
-    return "gpu" if choice != "cpu" and gpu_available() else "cpu"
 
 
 def cpu_has_fast_bfloat16():
@@ -69,13 +63,9 @@ class CheckpointPredictor:
             notice(f"--precision {precision} applies to exported models; the checkpoint runs in float32 "
                    f"(export it with python -m paddle_googlenet.export {path} --output DIR)")
         self.precision = "fp32"
-        self.model_name = state["model_name"]
-        self.class_names = list(state["class_names"])
-        self.preprocess = dict(state["preprocess"])
-        try:
-            self.weights = chosen_weights(state, weights)
-        except CheckpointError as exc:
-            raise InferenceError(f"--weights {weights}: {path}: {exc}") from None
+        record = read_record(state)
+        self.model_name, self.class_names, self.preprocess = record.model_name, record.class_names, record.preprocess
+        self.weights = chosen_weights(state, weights)
         self.model = build_model(state, weights)
 
     def predict(self, batch):
@@ -107,6 +97,7 @@ class ExportedPredictor:
             raise InferenceError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         metadata = load_metadata(export_dir)
         program, params = program_files(export_dir)
+        self.export_dir = export_dir
         self.model_name = metadata.get("model_name", "model")
         self.class_names = list(metadata["class_names"])
         self.preprocess = dict(metadata["preprocess"])
@@ -180,7 +171,11 @@ class ExportedPredictor:
         self.input.reshape(list(batch.shape))
         self.input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
         self.predictor.run()
-        return self.output.copy_to_cpu()
+        probs = self.output.copy_to_cpu()
+        if probs.shape[-1] != len(self.class_names):
+            raise InferenceError(f"{self.export_dir}: its program outputs {probs.shape[-1]} classes but {METADATA_FILE} "
+                                 f"names {len(self.class_names)}; the folder mixes two exports: export the checkpoint again")
+        return probs
 
 
 def open_predictor(model_path, device="auto", precision="fp32", threads=None, tensorrt=False, max_batch_size=32, weights="auto"):
@@ -199,10 +194,7 @@ def open_predictor(model_path, device="auto", precision="fp32", threads=None, te
         if weights != "auto":
             notice(f"--weights applies to checkpoints; {path} holds the weights chosen when it was exported")
         return ExportedPredictor(path, device, precision, threads, tensorrt, max_batch_size)
-    try:
-        return CheckpointPredictor(path, device, precision, weights)
-    except CheckpointError as exc:
-        raise InferenceError(f"{exc}. {MODEL_PATH_HELP}") from None
+    return CheckpointPredictor(path, device, precision, weights)
 
 
 def _check_export_dir(path):
@@ -263,13 +255,16 @@ def format_text(prediction):
 
 
 def format_json(prediction):
-    """One JSON object: ``{"path": ..., "topk": [{"class_id": 3, "label": "...", "prob": 0.93}, ...]}``."""
+    """One JSON object: ``{"path": ..., "topk": [{"class_id": 3, "label": "...", "prob": 0.93}, ...]}``.
+
+    Always valid UTF-8 JSON text: a file name that is not UTF-8 is written with ``\\udcXX`` escapes.
+    """
     topk = [{"class_id": class_id, "label": label, "prob": round(prob, 6)} for class_id, label, prob in prediction.topk]
-    return json.dumps({"path": prediction.path, "topk": topk}, ensure_ascii=False)
+    return json_text({"path": prediction.path, "topk": topk})
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="infer.py",
         description="Predict the top-k classes, with names, of images, from a train.py checkpoint or an exported model. "
         "Model, classes and preprocessing come from MODEL_PATH.",
@@ -278,14 +273,14 @@ def get_args_parser():
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (searched recursively) or list files (one image path per line, "
                              "a label column ignored, relative paths from the list's folder)")
-    parser.add_argument("--topk", type=int, default=5, metavar="K", help="classes shown per image (default: %(default)s)")
+    parser.add_argument("--topk", type=at_least(1), default=5, metavar="K", help="classes shown per image (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--batch-size", type=at_least(1), default=32, metavar="N", help="images per forward pass (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto (default): a GPU if Paddle sees one, else the CPU")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="exported models: bf16 on CPUs with native bfloat16, fp16 or bf16 on GPU; int8 exports (export --int8) "
                              "run int8 and checkpoints fp32 whatever this says (default: %(default)s)")
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--threads", type=at_least(1), metavar="N",
                         help=f"CPU math threads of an exported model (default: the usable cores, {default_thread_count()} here)")
     parser.add_argument("--tensorrt", action="store_true", help="exported models on GPU: run through TensorRT (fp32 or fp16)")
     add_weights_argument(parser)
@@ -293,31 +288,26 @@ def get_args_parser():
 
 
 def main(argv=None):
+    return run_main("infer.py", _command, argv)
+
+
+def _command(argv):
     args = get_args_parser().parse_args(argv)
-    for name, minimum in (("topk", 1), ("batch_size", 1), ("threads", 1)):
-        value = getattr(args, name)
-        if value is not None and value < minimum:
-            print(f"infer.py: error: --{name.replace('_', '-')} must be at least {minimum}, got {value}", file=sys.stderr)
-            return 2
-    try:
-        predictor = open_predictor(args.model_path, args.device, args.precision, args.threads, args.tensorrt, args.batch_size, args.weights)
-    except (InferenceError, ExportError, CheckpointError, DeviceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    predictor = open_predictor(args.model_path, args.device, args.precision, args.threads, args.tensorrt, args.batch_size, args.weights)
     images, problems = collect_images(args.inputs)
     for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"infer.py: error: {problem}", file=sys.stderr)
     k = min(args.topk, len(predictor.class_names))
     failed = 0
     for result in predict_files(predictor, images, args.batch_size, k):
         if isinstance(result, ImageReadError):
             failed += 1
-            print(f"error: {result}", file=sys.stderr)
+            print(f"infer.py: error: {result}", file=sys.stderr)
             continue
         print(format_json(result) if args.json else format_text(result), flush=True)
     if problems or failed:
         summary = [f"{failed} of {len(images)} images could not be read"] if failed else []
         summary += [f"{len(problems)} problem(s) with the inputs (above)"] if problems else []
-        print(f"error: {'; '.join(summary)}", file=sys.stderr)
+        print(f"infer.py: error: {'; '.join(summary)}", file=sys.stderr)
         return 1
     return 0

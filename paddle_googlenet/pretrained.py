@@ -14,41 +14,66 @@ for a ``--best-of ema`` run, ``checkpoint.chosen_weights``). See docs/training.m
 """
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from .checkpoint import SUFFIX, CheckpointError, chosen_weights, load_checkpoint
+from .checkpoint import SUFFIX, CheckpointError, load_checkpoint, read_record, weights_of
+from .errors import UserError
 from .runtime import import_paddle
+from .safe_load import UnreadableFileError, load as safe_load, load_safetensors
 
 paddle = import_paddle()
 
+SHOWN = 3  # tensor names a message lists before "..."
 
-class PretrainedError(Exception):
+
+class PretrainedError(UserError):
     """Weights that cannot start this run; ``str()`` says which tensor or file and why."""
 
 
+@dataclass
+class StartingWeights:
+    """Weights to start a run from: a state dict, and what the file says about them (checkpoints only)."""
+
+    weights: dict
+    class_names: Optional[list] = None
+    preprocess: Optional[dict] = None  # the inputs they were trained on (a checkpoint's preprocessing)
+
+
 def read_weights(path, model_name):
-    """``(state dict, class names or None)`` stored at ``path``: a checkpoint's weights and classes, or a ``.pdparams`` dict."""
+    """The ``StartingWeights`` at ``path``: a checkpoint, a ``.safetensors`` file or a ``.pdparams`` state dict.
+
+    Every file is read without running code from it (``safe_load``).
+    """
     path = Path(path)
     if not path.is_file():
         raise PretrainedError(f"--pretrained {path}: no such file")
     if path.suffix == SUFFIX:
-        try:
-            checkpoint = load_checkpoint(path)
-        except CheckpointError as exc:
-            raise PretrainedError(f"--pretrained {exc}") from None
-        if checkpoint["model_name"] != model_name:
-            raise PretrainedError(f"--pretrained {path} holds a {checkpoint['model_name']} model, not {model_name}")
-        weights = checkpoint["ema"]["values"] if chosen_weights(checkpoint) == "ema" else checkpoint["model"]
-        return weights, list(checkpoint["class_names"])
+        return _checkpoint_weights(path, model_name)
+    if path.suffix == ".safetensors":
+        return StartingWeights(vision_names_to_ours(model_name, load_safetensors(path)))
     try:
-        state = paddle.load(str(path))
-    except Exception as exc:  # paddle.load raises many kinds of errors on foreign files
-        raise PretrainedError(f"--pretrained {path}: not a readable Paddle state dict ({type(exc).__name__}: {exc})") from None
+        state = safe_load(path)
+    except UnreadableFileError as exc:
+        raise PretrainedError(f"--pretrained {path}: not a readable Paddle state dict ({exc})") from None
     if not isinstance(state, dict) or not state or not all(hasattr(value, "shape") for value in state.values()):
-        raise PretrainedError(f"--pretrained {path}: not a state dict (expected paddle.save(model.state_dict(), PATH) or a *{SUFFIX} checkpoint)")
-    return vision_names_to_ours(model_name, state), None
+        raise PretrainedError(f"--pretrained {path}: not a state dict (expected paddle.save(model.state_dict(), PATH), "
+                              f"a *.safetensors file or a *{SUFFIX} checkpoint)")
+    return StartingWeights(vision_names_to_ours(model_name, state))
+
+
+def _checkpoint_weights(path, model_name):
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise PretrainedError(f"--pretrained {exc}") from None
+    record = read_record(state)
+    if record.model_name != model_name:
+        raise PretrainedError(f"--pretrained {path} holds a {record.model_name} model, not {model_name}")
+    return StartingWeights(weights_of(state), record.class_names, record.preprocess)
 
 
 def _vgg_renames(model_name, keys):
@@ -102,16 +127,16 @@ def classifier_layers(model, num_classes):
             if isinstance(layer, paddle.nn.Linear) and layer.weight.shape[1] == num_classes]
 
 
-def load_pretrained(model, model_name, class_names, path):
-    """Load the weights at ``path`` into ``model`` (a fresh ``model_name`` for ``class_names``).
+def load_pretrained(model, model_name, class_names, starting, path):
+    """Load ``starting`` (``StartingWeights`` read from ``path``) into ``model``, a fresh ``model_name`` for ``class_names``.
 
     Returns a one-line report: how many tensors were loaded, re-initialised (classifier layers of
     other classes, or classifier tensors missing from the file), left at their initialisation
     because the file lacks them, and ignored (in the file, not in the model).
     """
-    weights, their_classes = read_weights(path, model_name)
+    weights = starting.weights
     heads = tuple(name + "." for name in classifier_layers(model, len(class_names)))
-    other_classes = their_classes is not None and their_classes != list(class_names)
+    other_classes = starting.class_names is not None and starting.class_names != list(class_names)
     state = model.state_dict()
     loaded, reinitialised, absent = [], [], []
     for key, tensor in state.items():
@@ -132,10 +157,22 @@ def load_pretrained(model, model_name, class_names, path):
         raise PretrainedError(f"--pretrained {path}: none of its {len(weights)} tensors is a tensor of this {model_name}")
     model.set_state_dict({key: np.asarray(value) if not hasattr(value, "numpy") else value for key, value in state.items()})
     ignored = [key for key in weights if key not in state]
+    return _report(path, loaded, reinitialised, absent, ignored, other_classes, model_name)
+
+
+def _report(path, loaded, reinitialised, absent, ignored, other_classes, model_name):
     report = f"{len(loaded)} tensors loaded from {path}, {len(reinitialised)} re-initialised"
     if reinitialised:
         report += f" ({', '.join(sorted({key.rsplit('.', 1)[0] for key in reinitialised}))}"
         report += ": other classes)" if other_classes else ")"
     if absent:
-        report += f", {len(absent)} not in the file (kept at initialisation: {', '.join(absent[:3])}{', ...' if len(absent) > 3 else ''})"
-    return report + f", {len(ignored)} ignored"
+        report += f", {len(absent)} not in the file (kept at initialisation: {_names(absent)})"
+    report += f", {len(ignored)} ignored"
+    if ignored:
+        report += (f" ({_names(ignored)}: tensors this {model_name} does not have; are they the weights of "
+                   "another model or depth?)")
+    return report
+
+
+def _names(keys):
+    return ", ".join(keys[:SHOWN]) + (", ..." if len(keys) > SHOWN else "")

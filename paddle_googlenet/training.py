@@ -1,213 +1,171 @@
 """``train.py``: the legacy recipe (Momentum, discexp decay, L2, auxiliary losses) with checkpoints and VisualDL.
 
-``main(argv)`` reads top to bottom: flags, devices and seeds, the output folder, data, model,
-optimizer and schedule, resume or pretrained weights, then the epoch loop (train, evaluate, log,
-checkpoint). ``--eval-only CHECKPOINT`` evaluates a checkpoint instead of training.
+``train(args)`` reads top to bottom: ``setup`` returns what a run is made of (data, model,
+optimizer and schedule, state, loggers), then the epoch loop trains, evaluates and records each
+epoch (its checkpoint first, then its metrics and curves), then the run ends. Every step is a
+function of the module that owns it; ``--eval-only`` is ``evaluation.evaluate_checkpoint``.
+
+``main(argv, callbacks)`` is the command line. ``callbacks`` are objects with any of the methods
+``on_start(run)``, ``on_step(run, state)``, ``on_epoch(run, record)`` and ``on_end(run, code)``: the
+public way to observe a run from Python (tests use them; see ``Callbacks``).
 """
 
-import argparse
-import filecmp
+import contextlib
 import os
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
 from . import distributed
 from .checkpoint import (
-    SUFFIX,
     CheckpointError,
-    build_model,
-    load_checkpoint,
-    optimizer_state_for,
-    portable_optimizer_state,
-    resolve_resume,
+    ModelRecord,
+    is_training_checkpoint,
+    read_record,
+    restore_training,
     save_checkpoint,
+    training_checkpoint,
     write_epoch_checkpoints,
 )
+from .cli import run_main
 from .cpu_training import summarize, use_cpu_training_layers
-from .data import DATASET_DEFAULTS, DataError, add_data_arguments, apply_dataset_defaults, build_datasets, build_loader, denormalize
-from .device import DeviceError, Precision, gpu_available, keep_freed_memory, select_device
+from .data import build_datasets, build_loader, data_source, default_preprocess, denormalize
+from .data.transforms import describe_preprocess, resized_preprocess
+from .device import Precision, gpu_available, setup_training_process
 from .ema import ModelEMA
-from .engine import AUX_WEIGHT, EpochContext, NonFiniteLoss, TrainState, evaluate, train_one_epoch
-from .evaluation import write_reports
-from .models import get_model, list_models
-from .pretrained import PretrainedError, load_pretrained
-from .run_folder import (
-    OutputError,
-    append_metrics,
-    check_writable,
-    clear_run,
-    describe_earlier_run,
-    read_metrics,
-    truncate_metrics,
-    write_args,
-)
+from .engine import Loop, TrainState, evaluate, train_one_epoch
+from .evaluation import evaluate_checkpoint
+from .files import WriteError
+from .options import get_args_parser, model_kwargs, resolve, resolve_paths
+from .pretrained import load_pretrained, read_weights
+from .run_folder import RunFolder, check_writable, notice
 from .runtime import default_thread_count, import_paddle
-from .schedule import SCHEDULES, TrainingSchedule
-from .vdl import TrainingLogger, open_command
+from .schedule import TrainingSchedule
+from .vdl import BEST_TOP1, TRAIN_IMAGES_TAG, TrainingLogger, open_command
 
 paddle = import_paddle()
 
-LEGACY_DECAY_SAMPLES = 128_000 * 35  # learning_rate_decay_b in the legacy train.py
+
+def main(argv=None, callbacks=()):
+    """``train.py``'s command line; returns the exit code (errors a user can fix: one line, code 2)."""
+    return run_main("train.py", lambda argv: _command(argv, callbacks), argv)
 
 
-class UsageError(Exception):
-    """Flags that do not fit together or are out of range; reported as ``train.py: error: ...``, exit code 2."""
+def _command(argv, callbacks):
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    args = resolve_paths(get_args_parser().parse_args(argv))
+    if args.eval_only:
+        return evaluate_checkpoint(args)
+    if args.nproc > 1 and distributed.world_size() == 1:
+        return spawn_ranks(args, argv)
+    return train(args, callbacks)
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a flag's default unless it is None or False (those flags say in their help what unset means)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default in (None, False) else super()._get_help_string(action)
-
-
-# The recipe beyond the legacy one: unset on the command line, a new run takes these values and a
-# resumed run the values of its checkpoint (repeating them is fine, changing them is an error).
-RECIPE_DEFAULTS = {"lr_schedule": "discexp", "warmup_epochs": 0.0, "label_smoothing": 0.0, "clip_grad_norm": None,
-                   "ema": None, "best_of": "weights"}
-
-
-def default_lr(model_name):
-    """The legacy train.py's rate: 0.1 for ResNet, 0.01 for the others."""
-    return 0.1 if model_name.startswith("resnet") else 0.01
+def train(args, callbacks=()):
+    """Train the run ``args`` describes; return the exit code (128 + signal when stopped by one)."""
+    run = setup(args, Callbacks(callbacks))
+    with run.folder.lock() if run.writes else contextlib.nullcontext(), StopSignal() as stop, start_writing(run):
+        run.loop.stop_requested = stop
+        for epoch in range(run.state.epoch, args.epochs):
+            train_metrics, stopped = train_epoch(run, epoch)
+            if stopped:
+                return save_and_stop(run, stop.signum or signal.SIGTERM)  # another rank may have received it
+            record = evaluate_epoch(run, train_metrics)
+            save_epoch(run, record)
+        return finish(run)
 
 
-def get_args_parser():
-    parser = argparse.ArgumentParser(
-        prog="train.py",
-        description="Train a classic CNN with the legacy paddle.v2 recipe; evaluate and checkpoint every epoch.",
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("model", choices=list_models(), metavar="MODEL", help=f"one of: {', '.join(list_models())}")
-    add_data_arguments(parser)
+@dataclass
+class Run:
+    """What a run is made of, built by ``setup``."""
 
-    recipe = parser.add_argument_group("optimization (the legacy recipe; unset values come from the dataset's defaults)")
-    recipe.add_argument("--epochs", type=int, help="training passes over the train split (legacy: 200)")
-    recipe.add_argument("--batch-size", type=int, help="images per step, summed over all processes (legacy: 128)")
-    recipe.add_argument("--lr", type=float, help="initial learning rate (legacy: 0.01; 0.1 for ResNet)")
-    recipe.add_argument("--momentum", type=float, default=0.9, help="Momentum coefficient")
-    recipe.add_argument("--weight-decay", type=float, default=5e-4, help="L2 decay on every parameter, as the legacy")
-    recipe.add_argument("--lr-schedule", choices=SCHEDULES,
-                        help="discexp (default): the legacy ×rate every --lr-decay-samples samples (or --lr-decay-epochs); "
-                             "step: ×rate every --lr-decay-epochs epochs; cosine: from --lr to 0 over the run")
-    recipe.add_argument("--lr-decay-rate", type=float, default=0.1, help="discexp and step: factor applied at each decay")
-    decay = recipe.add_mutually_exclusive_group()
-    decay.add_argument(
-        "--lr-decay-samples", type=int,
-        help=f"discexp: decay every this many training samples, lr = lr0 * rate^floor(samples/this) (legacy: {LEGACY_DECAY_SAMPLES})",
-    )
-    decay.add_argument("--lr-decay-epochs", type=float, help="discexp or step: decay every N epochs of the train split "
-                       f"(digits default: {DATASET_DEFAULTS['digits']['lr_decay_epochs']:g})")
-    recipe.add_argument("--warmup-epochs", type=float, help="linear learning-rate warmup over the first N epochs, any schedule (default: 0)")
-    recipe.add_argument("--label-smoothing", type=float, metavar="EPS", help="label smoothing of the main and both auxiliary losses (default: 0)")
-    recipe.add_argument("--clip-grad-norm", type=float, metavar="MAX", help="clip the gradients' global norm (all parameters) to MAX")
-    recipe.add_argument("--ema", type=float, metavar="DECAY",
-                        help="also keep a float32 moving average of the weights (e.g. 0.999) and evaluate it every epoch")
-    recipe.add_argument("--best-of", choices=("weights", "ema"),
-                        help="which weights' validation top-1 chooses best.pdckpt (and infer.py's default): the trained "
-                             "ones (default) or the EMA")
-    recipe.add_argument("--aux-weight", type=float, default=AUX_WEIGHT, help="GoogLeNet: weight of each auxiliary loss")
-    recipe.add_argument("--image-size", type=int, help="input height and width in pixels, 64 or more (legacy: 224)")
-    recipe.add_argument("--dropout", type=float, help="drop rate before the classifier (default: the model's legacy rate)")
-    recipe.add_argument("--aux-dropout", type=float, help="GoogLeNet: drop rate in the auxiliary heads (legacy: 0.7)")
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="auto: a GPU if Paddle sees one, else the CPU")
-    run.add_argument("--amp", action="store_true", help="mixed precision: float16 (O1) on GPU; on CPU see docs/performance.md")
-    run.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling, augmentation and dropout")
-    run.add_argument(
-        "--nproc", type=int, default=1,
-        help="start N data-parallel processes (paddle.distributed.spawn): on CPU they share the cores, on GPU one per device",
-    )
-    run.add_argument(
-        "--plain-layers", action="store_true",
-        help="train on the CPU with the models' plain Paddle layers (otherwise faster equivalents of the same "
-             "arithmetic are swapped in for training: paddle_googlenet/cpu_training.py)",
-    )
-    run.add_argument(
-        "--system-malloc", action="store_true",
-        help="leave glibc's malloc at its defaults (otherwise freed tensors are kept for reuse, which is faster on CPU)",
-    )
-    run.add_argument("--log-interval", type=int, default=20, help="print and log training metrics every N steps")
-
-    output = parser.add_argument_group("output, resume and starting weights")
-    output.add_argument("--output", help="folder for checkpoints and metrics.jsonl (default: output/MODEL)")
-    output.add_argument("--logdir", help="VisualDL log folder (default: OUTPUT/vdl)")
-    output.add_argument("--resume", metavar="PATH|auto", help="continue the run of a checkpoint, or of OUTPUT/latest.pdckpt")
-    output.add_argument("--overwrite", action="store_true",
-                        help="start afresh in an OUTPUT that holds an earlier run: first delete its checkpoints, "
-                             "metrics.jsonl, args.json and VisualDL records")
-    output.add_argument("--pretrained", metavar="PATH",
-                        help="start a new run from these weights (a checkpoint of the same model, or a .pdparams state dict); "
-                             "classifier layers of another class count are re-initialised")
-    output.add_argument("--eval-only", metavar="CHECKPOINT",
-                        help="evaluate CHECKPOINT on the validation split and write per-class and confusion reports; no training")
-    output.add_argument("--keep-checkpoints", type=int, default=3, help="epoch_N checkpoints to keep (latest and best are always kept)")
-    return parser
+    args: Any
+    folder: RunFolder
+    writes: bool  # this process writes the run's files (rank 0)
+    device: str
+    data: Any  # data.DataBundle
+    train_loader: Any
+    val_loader: Any
+    record: ModelRecord
+    model: Any
+    loop: Loop
+    ema: Optional[ModelEMA]
+    state: TrainState
+    callbacks: "Callbacks"
+    resumed: Optional[dict] = None  # the checkpoint resumed from
+    resumed_from: Optional[Path] = None
+    messages: list = field(default_factory=list)  # lines for the header
+    logger: Optional[TrainingLogger] = None
 
 
-def resolve_defaults(args):
-    """Fill the flags left unset from the dataset's defaults and the legacy values; raise UsageError on bad ones."""
-    if args.lr is None and "lr" not in DATASET_DEFAULTS[args.dataset]:
-        args.lr = default_lr(args.model)
-    samples_given = args.lr_decay_samples is not None
-    apply_dataset_defaults(args)
-    if samples_given:  # an explicit interval in samples replaces the dataset's interval in epochs
-        args.lr_decay_epochs = None
-    if args.lr_decay_samples is None:
-        args.lr_decay_samples = LEGACY_DECAY_SAMPLES
-    if args.eval_only and args.output is None:  # the reports go beside the checkpoint
-        args.output = str(Path(args.eval_only).parent / f"eval-{Path(args.eval_only).stem}")
-    args.output = args.output or os.path.join("output", args.model)
-    args.logdir = args.logdir or os.path.join(args.output, "vdl")
-    minimums = (("epochs", 1), ("batch_size", 1), ("image_size", 64), ("log_interval", 1), ("keep_checkpoints", 0),
-                ("nproc", 1), ("train_per_class", 1))
-    for name, minimum in minimums:
-        value = getattr(args, name)
-        if value is not None and value < minimum:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
-    if args.lr_decay_samples <= 0 or (args.lr_decay_epochs is not None and args.lr_decay_epochs <= 0):
-        raise UsageError("--lr-decay-samples and --lr-decay-epochs must be positive")
-    exclusive = [flag for flag, value in (("--resume", args.resume), ("--pretrained", args.pretrained),
-                                          ("--eval-only", args.eval_only)) if value]
-    if args.overwrite and args.resume:
-        exclusive.append("--overwrite")
-    if len(exclusive) > 1:
-        raise UsageError(f"{' and '.join(exclusive)} do not go together: --resume continues a run, --overwrite and "
-                         "--pretrained start a new one, --eval-only trains nothing")
-    if not args.resume:  # a resumed run takes its recipe from its checkpoint (inherit_recipe)
-        fill_recipe_defaults(args)
-    check_recipe(args, complete=not args.resume)
-    return args
+def setup(args, callbacks):
+    """Check everything and build the run, writing nothing: a start that fails leaves no file behind."""
+    world = distributed.init()
+    device = setup_training_process(args.device, keep_memory=not args.system_malloc)
+    folder = RunFolder(args.output, args.logdir)
+    check_writable(args.output, "--output")
+    check_writable(args.logdir, "--logdir")
+    if distributed.is_main_process():
+        folder.check_not_in_use()
+    resumed_from, resumed = folder.checkpoint_to_resume(args.resume) if args.resume else (None, None)
+    if resumed is not None and not is_training_checkpoint(resumed):
+        raise CheckpointError(f"{resumed_from} holds weights only (no optimizer state or position to continue): "
+                              f"start a new run from it with --pretrained {resumed_from}")
+    resolve(args, resumed.get("args", {}) if resumed else None, resumed_from)
+    if distributed.is_main_process():
+        folder.refuse_earlier_run(resumed is not None or args.overwrite, args.resume == "auto")
+    starting = read_weights(args.pretrained, args.model) if args.pretrained else None
+    data = build_datasets(data_source(args), choose_preprocess(args, resumed, starting), args.strict_images)
+    record = ModelRecord(args.model, model_kwargs(args, len(data.class_names)), list(data.class_names), data.preprocess)
+    if resumed:
+        check_resumable(resumed, resumed_from, args, record)
+    seed_everything(args.seed)
+    model = record.build()
+    messages = [f"pretrained: {load_pretrained(model, args.model, data.class_names, starting, args.pretrained)}"] if starting else []
+    if starting and starting.preprocess is not None:
+        messages.append(f"preprocessing: the pretrained weights' own: {describe_preprocess(data.preprocess)}")
+    if device == "cpu" and not args.plain_layers:
+        messages.append(f"CPU training layers: {summarize(use_cpu_training_layers(model))} (--plain-layers to train with the plain ones)")
+    per_rank_batch = args.batch_size // world
+    train_loader = build_loader(data.train, per_rank_batch, train=True, workers=args.workers, seed=args.seed)
+    val_loader = build_loader(data.val, per_rank_batch, train=False, workers=args.workers, seed=args.seed)
+    loop, ema = build_loop(args, model, world, len(data.train), len(train_loader), device, callbacks)
+    state = TrainState(**restore_training(resumed, model, loop.optimizer, loop.scheduler, ema)) if resumed else TrainState()
+    return Run(args, folder, distributed.is_main_process(), device, data, train_loader, val_loader, record, model, loop,
+               ema, state, callbacks, resumed, resumed_from, messages)
 
 
-def fill_recipe_defaults(args):
-    """Give the recipe flags left unset their defaults (a new run; a resumed one inherits its checkpoint's)."""
-    for name, value in RECIPE_DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+def choose_preprocess(args, resumed, starting):
+    """The run's input preprocessing: its checkpoint's when resumed; the pretrained weights' own (at this run's
+    image size) when they say what they were trained on; otherwise the dataset's default."""
+    if resumed is not None:
+        return read_record(resumed).preprocess
+    if starting is not None and starting.preprocess is not None:
+        return resized_preprocess(starting.preprocess, args.image_size)
+    return default_preprocess(args.dataset, args.image_size)
 
 
-def check_recipe(args, complete=True):
-    """Raise UsageError for recipe values out of range or that do not fit together (unset ones are skipped).
-
-    ``complete``: every recipe flag has its final value (before a resume, ``--ema`` may still come from the checkpoint).
-    """
-    if args.warmup_epochs is not None and args.warmup_epochs < 0:
-        raise UsageError(f"--warmup-epochs must be at least 0, got {args.warmup_epochs}")
-    if args.label_smoothing is not None and not 0 <= args.label_smoothing < 1:
-        raise UsageError(f"--label-smoothing must lie in [0, 1), got {args.label_smoothing}")
-    if args.clip_grad_norm is not None and args.clip_grad_norm <= 0:
-        raise UsageError(f"--clip-grad-norm must be positive, got {args.clip_grad_norm}")
-    if args.ema is not None and not 0 < args.ema < 1:
-        raise UsageError(f"--ema must lie strictly between 0 and 1 (e.g. 0.999), got {args.ema}")
-    if complete and args.best_of == "ema" and args.ema is None:
-        raise UsageError("--best-of ema needs --ema DECAY")
-    if args.lr_schedule == "step" and args.lr_decay_epochs is None:
-        raise UsageError("--lr-schedule step needs --lr-decay-epochs N")
+def check_resumable(ckpt, path, args, record):
+    """Fail in one line if the checkpoint at ``path`` is not a state of the run ``args`` describes."""
+    theirs = read_record(ckpt)
+    saved = ckpt.get("args", {})
+    problem = None
+    if theirs.model_name != args.model:
+        problem = f"it holds a {theirs.model_name} model, not {args.model}"
+    elif saved.get("dataset", args.dataset) != args.dataset:
+        problem = f"it was trained with --dataset {saved['dataset']}, this run has --dataset {args.dataset}"
+    elif len(theirs.class_names) != len(record.class_names):
+        problem = f"its model has {len(theirs.class_names)} classes, this run's data has {len(record.class_names)}"
+    elif theirs.class_names != record.class_names:
+        first = next(i for i, (a, b) in enumerate(zip(theirs.class_names, record.class_names)) if a != b)
+        problem = f"its classes are not this run's (class {first} is {theirs.class_names[first]!r} there, {record.class_names[first]!r} here)"
+    if problem:
+        raise CheckpointError(f"cannot resume from {path}: {problem}. Repeat the run's settings, or start a new run "
+                              f"from its weights with --pretrained {path}")
 
 
 def seed_everything(seed, epoch=None, step=0):
@@ -222,31 +180,14 @@ def seed_everything(seed, epoch=None, step=0):
     np.random.seed(value)
 
 
-def model_kwargs(args, num_classes):
-    """Constructor arguments of the model: the class count and any dropout rates given on the command line."""
-    kwargs = {"num_classes": num_classes}
-    for name in ("dropout", "aux_dropout"):
-        if getattr(args, name) is not None:
-            kwargs[name] = getattr(args, name)
-    return kwargs
-
-
-class StopSignal:
-    """Turns SIGINT/SIGTERM into a request to checkpoint and stop; a second Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.signum = None
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            print("stopped at once by a second Ctrl-C: the latest checkpoint is the last one written", file=sys.stderr)
-            raise SystemExit(128 + signum)
-        self.signum = self.signum or signum
-
-    def __call__(self):
-        return self.signum is not None
+def build_loop(args, model, world, train_size, steps_per_epoch, device, callbacks):
+    """The ``engine.Loop`` of the run (optimizer, schedule, precision, settings, observers) and its EMA."""
+    optimizer, scheduler = build_optimizer(model, args, train_size, steps_per_epoch)
+    ema = ModelEMA(model, args.ema) if args.ema else None
+    net = paddle.DataParallel(model) if world > 1 else model
+    loop = Loop(net, optimizer, scheduler, Precision(device, args.amp), args.epochs, args.aux_weight, args.label_smoothing,
+                args.log_interval, world, log=None, stop_requested=lambda: False, ema=ema, on_step=None)
+    return loop, ema
 
 
 def build_optimizer(model, args, train_size, steps_per_epoch):
@@ -272,89 +213,242 @@ def build_optimizer(model, args, train_size, steps_per_epoch):
     return optimizer, scheduler
 
 
-def _flag(name, value):
-    return f"--{name.replace('_', '-')} {value}"
+@contextlib.contextmanager
+def start_writing(run):
+    """Under the folder's lock: clear what must go, write the run's arguments, open the logs (closed at the
+    end of the block), say what runs."""
+    if run.writes:
+        prepare_folder(run)
+    resume_step = run.state.global_step if run.resumed else None
+    run.logger = TrainingLogger(run.args.logdir, enabled=run.writes, resume_step=resume_step)
+    run.loop.log = lambda *values: log_progress(run, *values)
+    run.loop.on_step = lambda state: run.callbacks.on_step(run, state)
+    if run.writes:
+        announce(run)
+        if run.state.global_step == 0:
+            run.logger.log_images(TRAIN_IMAGES_TAG, sample_images(run.data, run.args.seed), step=0)
+    run.callbacks.on_start(run)
+    with contextlib.closing(run.logger):
+        yield
 
 
-def check_resumable(ckpt, path, args, data):
-    """Fail in one line if the checkpoint at ``path`` is not a state of the run ``args`` describes."""
-    saved = ckpt.get("args", {})
-    problem = None
-    if ckpt["model_name"] != args.model:
-        problem = f"it holds a {ckpt['model_name']} model, not {args.model}"
-    elif saved.get("dataset", args.dataset) != args.dataset:
-        problem = f"it was trained with --dataset {saved['dataset']}, this run has --dataset {args.dataset}"
-    elif ckpt["preprocess"]["image_size"] != args.image_size:
-        problem = f"it was trained with --image-size {ckpt['preprocess']['image_size']}, this run has --image-size {args.image_size}"
-    elif len(ckpt["class_names"]) != len(data.class_names):
-        problem = f"its model has {len(ckpt['class_names'])} classes, this run's data has {len(data.class_names)}"
-    elif list(ckpt["class_names"]) != list(data.class_names):
-        first = next(i for i, (a, b) in enumerate(zip(ckpt["class_names"], data.class_names)) if a != b)
-        problem = f"its classes are not this run's (class {first} is {ckpt['class_names'][first]!r} there, {data.class_names[first]!r} here)"
-    if problem:
-        raise CheckpointError(
-            f"cannot resume from {path}: {problem}. Repeat the run's settings, or start a new run from its "
-            f"weights with --pretrained {path}"
-        )
+def prepare_folder(run):
+    """The folder as the run needs it: an earlier run refused (or cleared by --overwrite), leftovers cleared, metrics as resumed."""
+    folder, args = run.folder, run.args
+    folder.refuse_earlier_run(run.resumed is not None or args.overwrite, args.resume == "auto")  # again, under the lock
+    if args.overwrite:
+        removed = folder.clear(folder.run_files())
+        if removed:
+            print(f"--overwrite: deleted the {len(removed)} files of the earlier run in {args.output}")
+    elif run.resumed is None and folder.leftovers():
+        removed = folder.clear(folder.leftovers())
+        notice(f"{args.output} held the start of a run that ended before its first checkpoint (nothing to resume); "
+               f"starting afresh there (removed {len(removed)} of its files)")
+    elif folder.partial_writes():
+        folder.clear(folder.partial_writes())  # temporary files of a save interrupted by a kill
+    if run.resumed is not None:
+        folder.restore_metrics(run.state.epoch, run.resumed.get("epoch_record"))
+    folder.write_args(vars(args))
 
 
-def inherit_recipe(ckpt, path, args):
-    """Give the recipe flags left unset the checkpoint's values; a flag set to another value is an error."""
-    saved = ckpt.get("args", {})
-    for name, default in RECIPE_DEFAULTS.items():
-        value, theirs = getattr(args, name), saved.get(name, default)
-        if value is None:
-            setattr(args, name, theirs)
-        elif value != theirs:
-            was = "without it" if theirs is None else f"with {_flag(name, theirs)}"
-            raise CheckpointError(f"cannot resume from {path}: it was trained {was}, this run has {_flag(name, value)}. "
-                                  f"Leave the flag out to continue with the run's own, or start a new run from its "
-                                  f"weights with --pretrained {path}")
-    check_recipe(args)
+def announce(run):
+    args = run.args
+    epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
+    print(f"{args.model} on {args.dataset}: {run.data.summary()}; {epochs} of batch {args.batch_size} at "
+          f"{args.image_size}px on {run.device}")
+    for warning in run.data.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for message in run.messages:
+        print(message)
+    if run.resumed:
+        state = run.state
+        print(f"resumed from {run.resumed_from}: epoch {state.epoch}, step {state.step_in_epoch} of the next, "
+              f"global step {state.global_step}")
+    print(f"curves: {open_command(args.logdir)}", flush=True)
 
 
-def restore(ckpt, model, optimizer, scheduler, ema):
-    """Load a checkpoint into the run; return its TrainState."""
-    model.set_state_dict(ckpt["model"])
-    optimizer.set_state_dict(optimizer_state_for(ckpt["optimizer"], model))
-    scheduler.set_state_dict(ckpt["lr_scheduler"])
-    if ema is not None and ckpt.get("ema") is not None:
-        ema.set_state_dict(ckpt["ema"])
-    return TrainState(**ckpt["train_state"])
+def log_progress(run, state, averages, lr, img_per_s, remaining):
+    """The progress line every ``--log-interval`` steps, and its points on the training curves."""
+    run.logger.log_train(state.global_step, {**averages, "lr": lr, "img_per_s": img_per_s})
+    if run.writes:
+        print(f"epoch {state.epoch + 1}/{run.args.epochs} step {state.step_in_epoch}/{len(run.train_loader)} "
+              f"loss {averages['loss']:.4f} top1 {100 * averages['top1']:.1f}% lr {lr:.3g} {img_per_s:.1f} img/s "
+              f"eta {_clock(remaining)}", flush=True)
 
 
-def checkpoint_state(model, optimizer, scheduler, ema, state, args, data):
-    return {
-        "model_name": args.model,
-        "model_kwargs": model_kwargs(args, len(data.class_names)),
-        "class_names": list(data.class_names),
-        "preprocess": data.preprocess,
-        "model": model.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-        "best_of": args.best_of,
-        "optimizer": portable_optimizer_state(optimizer.state_dict(), model),
-        "lr_scheduler": scheduler.state_dict(),
-        "train_state": state.to_dict(),
-        "seed": args.seed,
-        "args": vars(args),
-    }
+def _clock(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+def train_epoch(run, epoch):
+    """One epoch of training from where the run stands (mid-epoch after a resume)."""
+    seed_everything(run.args.seed, epoch, run.state.step_in_epoch)
+    run.train_loader.batch_sampler.set_epoch(epoch, start_batch=run.state.step_in_epoch)
+    return train_one_epoch(run.loop, run.train_loader, run.state)
+
+
+def evaluate_epoch(run, train_metrics):
+    """Evaluate the weights (and their EMA); close the epoch in the state; return the epoch's record and probabilities."""
+    metrics, probs, labels = evaluate(run.loop.model, run.val_loader, run.loop.precision)
+    if run.ema is not None:
+        with run.ema.applied():
+            ema_metrics, ema_probs, _ = evaluate(run.loop.model, run.val_loader, run.loop.precision)
+        metrics.update({f"{name}_ema": value for name, value in ema_metrics.items()})
+        probs = ema_probs if run.args.best_of == "ema" else probs
+    state = run.state
+    state.epoch, state.step_in_epoch, state.epoch_sums = state.epoch + 1, 0, {}
+    judged = metrics["top1_ema" if run.args.best_of == "ema" else "top1"]
+    record = {"epoch": state.epoch, "global_step": state.global_step, **train_metrics,
+              **{f"val_{name}": value for name, value in metrics.items()}}
+    return EpochRecord(record, metrics, probs, labels, is_best=judged > state.best_val_top1, judged=judged)
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch: its ``metrics.jsonl`` record, the validation metrics and probabilities."""
+
+    record: dict
+    val: dict
+    probs: Any
+    labels: Any
+    is_best: bool
+    judged: float  # the validation top-1 that chooses best.pdckpt
+
+
+def save_epoch(run, epoch):
+    """Record a finished epoch: its checkpoint first, then its metrics record and curves, then the console line.
+
+    The checkpoint also holds the record, so a kill between the writes loses nothing (``restore_metrics``).
+    """
+    run.state.best_val_top1 = max(run.state.best_val_top1, epoch.judged)
+    if run.writes:
+        with stop_on_write_failure():
+            state = dict(checkpoint_state(run), epoch_record=epoch.record)
+            write_epoch_checkpoints(state, run.folder.path, run.state.epoch, epoch.is_best, run.args.keep_checkpoints)
+            run.folder.append_metrics(epoch.record)
+            run.logger.log_val(run.state.global_step, epoch.val)
+            run.logger.log_per_class(run.state.global_step, epoch.probs, epoch.labels, run.data.class_names)
+        print(epoch_line(run, epoch.record), flush=True)
+    run.callbacks.on_epoch(run, epoch.record)
+
+
+@contextlib.contextmanager
+def stop_on_write_failure():
+    """A file of the run that cannot be written (a full disk) stops it, saying the folder can still be resumed."""
     try:
-        args = resolve_defaults(get_args_parser().parse_args(argv))
-        if args.eval_only:
-            return evaluate_checkpoint(args)
-        if args.nproc > 1 and paddle.distributed.get_world_size() == 1:
-            return spawn_ranks(args, argv)
-        return run(args)
-    except UsageError as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
-    except (DataError, CheckpointError, DeviceError, OutputError, PretrainedError, NonFiniteLoss) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3 if isinstance(exc, NonFiniteLoss) else 2
+        yield
+    except WriteError as exc:
+        raise WriteError(f"{exc}. The run stopped; its checkpoints written before are untouched: free some space, then "
+                         f"continue with --resume auto") from None
+
+
+def checkpoint_state(run):
+    loop = run.loop
+    return training_checkpoint(run.record, run.model, loop.optimizer, loop.scheduler, run.ema, run.state, run.args.best_of,
+                               vars(run.args), data_source(run.args))
+
+
+def epoch_line(run, record):
+    ema = f", EMA top1 {100 * record['val_top1_ema']:.2f}%" if run.ema is not None else ""
+    top5 = f" top5 {100 * record['val_top5']:.2f}%" if len(run.data.class_names) > 5 else ""
+    return (f"epoch {record['epoch']}/{run.args.epochs}: val loss {record['val_loss']:.4f} top1 {100 * record['val_top1']:.2f}%"
+            f"{top5}{ema} (best {100 * run.state.best_val_top1:.2f}%), {record['img_per_s']:.1f} img/s")
+
+
+def save_and_stop(run, signum):
+    """A signal stopped the epoch: save ``latest`` where the run stands, say how to continue."""
+    if run.writes:
+        latest = run.folder.path / "latest.pdckpt"
+        with stop_on_write_failure():
+            save_checkpoint(checkpoint_state(run), latest)
+        print(f"stopped by {signal.Signals(signum).name}: saved {latest} (resume with --resume auto)")
+    return end(run, 128 + signum)
+
+
+def finish(run):
+    if run.writes:
+        hparams = {**{key: getattr(run.args, key) for key in HPARAMS}, "lr_decay_samples": run.loop.scheduler.decay_samples}
+        run.logger.log_hparams(hparams, {BEST_TOP1: run.state.best_val_top1})
+        print(closing_line(run))
+    return end(run, 0)
+
+
+def end(run, code):
+    run.callbacks.on_end(run, code)
+    return code
+
+
+HPARAMS = ("model", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_schedule", "lr_decay_rate",
+           "warmup_epochs", "label_smoothing", "clip_grad_norm", "ema", "best_of", "aux_weight", "image_size", "seed", "pretrained")
+
+
+def closing_line(run):
+    """Where the best checkpoint is and what it scored."""
+    metric = "val_top1_ema" if run.args.best_of == "ema" else "val_top1"
+    records = [record for record in run.folder.read_metrics() if metric in record]
+    if not records:
+        return f"done: no epoch finished; the latest checkpoint is {run.folder.path / 'latest.pdckpt'}"
+    best = max(records, key=lambda record: record[metric])  # the first of equal ones, as best.pdckpt
+    which = "EMA " if run.args.best_of == "ema" else ""
+    return (f"done: best {which}val top-1 {100 * best[metric]:.2f} % at epoch {best['epoch']} of {records[-1]['epoch']}: "
+            f"{run.folder.path / 'best.pdckpt'}")
+
+
+def sample_images(data, seed, count=8):
+    """A few augmented training images of the first epoch, de-normalised: what the network sees."""
+    items = (data.train[(i, seed, 0)] for i in range(min(count, len(data.train))))
+    return [denormalize(item[0], data.preprocess) for item in items if isinstance(item, tuple)]
+
+
+class Callbacks:
+    """Calls each observer's ``on_start``, ``on_step``, ``on_epoch`` and ``on_end``, where it has them."""
+
+    def __init__(self, observers=()):
+        self.observers = list(observers)
+
+    def _call(self, method, *values):
+        for observer in self.observers:
+            if hasattr(observer, method):
+                getattr(observer, method)(*values)
+
+    def on_start(self, run):
+        self._call("on_start", run)
+
+    def on_step(self, run, state):
+        self._call("on_step", run, state)
+
+    def on_epoch(self, run, record):
+        self._call("on_epoch", run, record)
+
+    def on_end(self, run, code):
+        self._call("on_end", run, code)
+
+
+class StopSignal:
+    """Within its block, SIGINT/SIGTERM request a checkpoint and a stop; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            print("stopped at once by a second Ctrl-C: the latest checkpoint is the last one written", file=sys.stderr)
+            raise SystemExit(128 + signum)
+        self.signum = self.signum or signum
+
+    def __call__(self):
+        return self.signum is not None
 
 
 def _rank_main(argv):
@@ -369,12 +463,10 @@ def spawn_ranks(args, argv):
     """
     if args.device != "cpu" and gpu_available():
         if args.nproc > paddle.device.cuda.device_count():
-            raise DeviceError(f"--nproc {args.nproc} needs {args.nproc} GPUs, {paddle.device.cuda.device_count()} visible")
+            raise CheckpointError(f"--nproc {args.nproc} needs {args.nproc} GPUs, {paddle.device.cuda.device_count()} visible")
     else:
         paddle.set_device("cpu")  # spawn picks gloo for the CPU
-        threads = str(max(1, default_thread_count() // args.nproc))
-        os.environ["MKL_NUM_THREADS"] = threads  # inherited by the ranks
-    prepare_output(args)  # fail before starting the ranks
+        os.environ["MKL_NUM_THREADS"] = str(max(1, default_thread_count() // args.nproc))  # inherited by the ranks
     context = paddle.distributed.spawn(_rank_main, args=(argv,), nprocs=args.nproc, join=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: [os.kill(p.pid, signum) for p in context.processes if p.is_alive()])
@@ -382,195 +474,6 @@ def spawn_ranks(args, argv):
         while not context.join():
             pass
     except Exception as exc:  # a rank crashed: Paddle's message carries its traceback
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"train.py: error: {exc}", file=sys.stderr)
         return 1
     return max(queue.get() for queue in context.return_queues)
-
-
-def prepare_output(args, check_earlier=True):
-    """The checkpoint to resume (or None) once the output folders are known to be usable; touches nothing.
-
-    A new run (no ``--resume``) into a folder that holds an earlier run stops here, unless ``--overwrite``
-    (checked by the process that writes, ``check_earlier``: the other ranks would see its new files).
-    """
-    output = Path(args.output)
-    check_writable(args.output, "--output")
-    check_writable(args.logdir, "--logdir")
-    resume_path = resolve_resume(args.resume, output) if args.resume else None
-    continues_here = resume_path is not None and Path(resume_path).resolve().parent == output.resolve()
-    latest = output / f"latest{SUFFIX}"
-    # latest is a hard link to the newest checkpoint or, where there are none, a copy: compare contents
-    if (continues_here and check_earlier and latest.is_file() and Path(resume_path).is_file()
-            and not filecmp.cmp(resume_path, latest, shallow=False)):
-        raise OutputError(
-            f"{resume_path} is an earlier state of the run in {args.output}, whose latest checkpoint is {latest}; resuming it "
-            f"there would replace the later epochs. Resume it into another folder with --output DIR, or continue the run with --resume auto"
-        )
-    earlier = None if args.overwrite or continues_here or not check_earlier else describe_earlier_run(output, args.logdir)
-    if earlier and args.resume == "auto":
-        raise OutputError(f"{args.output} holds {earlier}, but no latest{SUFFIX} to resume; "
-                          f"start afresh there with --overwrite, or choose another --output")
-    if earlier:
-        raise OutputError(
-            f"{args.output} already holds {earlier}. Continue it with --resume auto, write this run elsewhere "
-            f"with --output DIR, or replace it with --overwrite (deletes its checkpoints, metrics and VisualDL records)"
-        )
-    return resume_path
-
-
-def run(args):
-    if not args.system_malloc:
-        keep_freed_memory()
-    world_size = distributed.init()
-    main_process = distributed.is_main_process()
-    output = Path(args.output)
-    resume_path = prepare_output(args, check_earlier=main_process)
-    device = select_device(args.device)
-    seed_everything(args.seed)
-
-    data = build_datasets(args)
-    if args.batch_size % world_size:
-        raise DataError(f"--batch-size {args.batch_size} is not divisible by the {world_size} processes")
-    per_rank_batch = args.batch_size // world_size
-    train_loader = build_loader(data.train, per_rank_batch, train=True, workers=args.workers, seed=args.seed)
-    val_loader = build_loader(data.val, per_rank_batch, train=False, workers=args.workers, seed=args.seed)
-    resumed = load_checkpoint(resume_path) if resume_path else None
-    if resumed:
-        check_resumable(resumed, resume_path, args, data)
-        inherit_recipe(resumed, resume_path, args)
-    elif args.resume:  # --resume auto in a folder without a checkpoint: a new run
-        fill_recipe_defaults(args)
-        check_recipe(args)
-
-    try:
-        model = get_model(args.model, **model_kwargs(args, len(data.class_names)))
-    except TypeError as exc:
-        raise UsageError(f"{args.model} does not take these options ({exc})") from exc
-    pretrained = load_pretrained(model, args.model, data.class_names, args.pretrained) if args.pretrained else None
-    swapped = use_cpu_training_layers(model) if device == "cpu" and not args.plain_layers else None
-    optimizer, scheduler = build_optimizer(model, args, len(data.train), len(train_loader))
-    ema = ModelEMA(model, args.ema) if args.ema else None
-    state = restore(resumed, model, optimizer, scheduler, ema) if resumed else TrainState()
-    if main_process:
-        if args.overwrite:
-            removed = clear_run(output, args.logdir)
-            if removed:
-                print(f"--overwrite: deleted the {len(removed)} files of the earlier run in {args.output}")
-        output.mkdir(parents=True, exist_ok=True)
-        truncate_metrics(output, state.epoch)
-        write_args(output, args)
-        epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
-        print(f"{args.model} on {args.dataset}: {data.summary()}; {epochs} of batch {args.batch_size} at {args.image_size}px on {device}")
-        for warning in data.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        if pretrained:
-            print(f"pretrained: {pretrained}")
-        if resumed:
-            print(f"resumed from {resume_path}: epoch {state.epoch}, step {state.step_in_epoch} of the next, global step {state.global_step}")
-        if swapped is not None:
-            print(f"CPU training layers: {summarize(swapped)} (--plain-layers to train with the plain ones)")
-        print(f"curves: {open_command(args.logdir)}", flush=True)
-    logger = TrainingLogger(args.logdir, enabled=main_process, resume_step=state.global_step if resumed else None)
-    net = paddle.DataParallel(model) if world_size > 1 else model
-    precision = Precision(device, args.amp)
-    stop = StopSignal()
-    ctx = EpochContext(args.epochs, args.aux_weight, args.label_smoothing, args.log_interval, world_size, logger, stop, ema)
-    if state.global_step == 0:
-        logger.log_images("train/images", sample_images(data, args), step=0)
-
-    try:
-        for epoch in range(state.epoch, args.epochs):
-            seed_everything(args.seed, epoch, state.step_in_epoch)
-            train_loader.batch_sampler.set_epoch(epoch, start_batch=state.step_in_epoch)
-            train_metrics, stopped = train_one_epoch(net, train_loader, optimizer, scheduler, precision, state, ctx)
-            if stopped:
-                signum = stop.signum or signal.SIGTERM  # another rank may have received it
-                if main_process:
-                    save_checkpoint(checkpoint_state(model, optimizer, scheduler, ema, state, args, data), output / f"latest{SUFFIX}")
-                    print(f"stopped by {signal.Signals(signum).name}: saved {output / f'latest{SUFFIX}'} (resume with --resume auto)")
-                return 128 + signum
-            val_metrics, probs, labels = evaluate(net, val_loader, precision)
-            if ema is not None:
-                with ema.applied():
-                    ema_metrics, ema_probs, _ = evaluate(net, val_loader, precision)
-                val_metrics.update({f"{name}_ema": value for name, value in ema_metrics.items()})
-                if args.best_of == "ema":
-                    probs = ema_probs
-            state.epoch, state.step_in_epoch, state.epoch_sums = epoch + 1, 0, {}
-            judged = val_metrics["top1_ema" if args.best_of == "ema" else "top1"]
-            is_best = judged > state.best_val_top1
-            state.best_val_top1 = max(state.best_val_top1, judged)
-            record = {"epoch": state.epoch, "global_step": state.global_step, **train_metrics}
-            record.update({f"val_{name}": value for name, value in val_metrics.items()})
-            if main_process:
-                append_metrics(output, record)
-                logger.log_scalars(state.global_step, {f"val/{name}": value for name, value in val_metrics.items()
-                                                       if not name.startswith("error")})
-                logger.log_per_class(state.global_step, probs, labels, data.class_names)
-                write_epoch_checkpoints(
-                    checkpoint_state(model, optimizer, scheduler, ema, state, args, data), output, state.epoch, is_best, args.keep_checkpoints
-                )
-                ema_part = f", EMA top1 {100 * val_metrics['top1_ema']:.2f}%" if ema is not None else ""
-                print(
-                    f"epoch {state.epoch}/{args.epochs}: val loss {val_metrics['loss']:.4f} top1 {100 * val_metrics['top1']:.2f}% "
-                    f"top5 {100 * val_metrics['top5']:.2f}%{ema_part} (best {100 * state.best_val_top1:.2f}%), "
-                    f"{train_metrics['img_per_s']:.1f} img/s",
-                    flush=True,
-                )
-        if main_process:
-            logger.log_hparams(hparams(args, scheduler), {"val/best_top1": state.best_val_top1})
-            print(closing_line(output, args))
-    finally:
-        logger.close()
-    return 0
-
-
-def closing_line(output, args):
-    """Where the best checkpoint is and what it scored."""
-    metric = "val_top1_ema" if args.best_of == "ema" else "val_top1"
-    records = [record for record in read_metrics(output) if metric in record]
-    if not records:
-        return f"done: no epoch finished; the latest checkpoint is {output / f'latest{SUFFIX}'}"
-    best = max(records, key=lambda record: record[metric])  # the first of equal ones, as best.pdckpt
-    which = "EMA " if args.best_of == "ema" else ""
-    return (f"done: best {which}val top-1 {100 * best[metric]:.2f} % at epoch {best['epoch']} of {records[-1]['epoch']}: "
-            f"{output / f'best{SUFFIX}'}")
-
-
-def hparams(args, scheduler):
-    keys = ("model", "dataset", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_schedule", "lr_decay_rate",
-            "warmup_epochs", "label_smoothing", "clip_grad_norm", "ema", "best_of", "aux_weight", "image_size", "seed", "pretrained")
-    return {**{key: getattr(args, key) for key in keys}, "lr_decay_samples": scheduler.decay_samples}
-
-
-def sample_images(data, args, count=8):
-    """A few augmented training images of the first epoch, de-normalised: what the network sees."""
-    items = (data.train[(i, args.seed, 0)] for i in range(min(count, len(data.train))))
-    return [denormalize(item[0], data.preprocess) for item in items if isinstance(item, tuple)]
-
-
-def evaluate_checkpoint(args):
-    """``--eval-only CHECKPOINT``: loss, top-1 and top-5 on the validation split, and the report files."""
-    ckpt = load_checkpoint(args.eval_only)
-    if ckpt["model_name"] != args.model:
-        raise CheckpointError(f"{args.eval_only} holds a {ckpt['model_name']} model, not {args.model}")
-    folder = Path(args.output)
-    if folder.is_dir() and any(folder.iterdir()) and not args.overwrite:
-        raise OutputError(f"{args.output} already holds files; choose another --output, or replace them with --overwrite")
-    check_writable(args.output, "--output")
-    device = select_device(args.device)
-    args.image_size = ckpt["preprocess"]["image_size"]  # evaluated as it was trained
-    data = build_datasets(args)
-    if list(data.class_names) != list(ckpt["class_names"]) or data.preprocess != ckpt["preprocess"]:
-        raise CheckpointError(
-            f"{args.eval_only} was trained on other data than this ({len(ckpt['class_names'])} classes there, "
-            f"{data.summary()} here, or another normalisation); evaluate it with the data flags it was trained with"
-        )
-    model = build_model(ckpt)
-    loader = build_loader(data.val, args.batch_size, train=False, workers=args.workers, seed=args.seed)
-    metrics, probs, labels = evaluate(model, loader, Precision(device, args.amp))
-    print(f"{args.eval_only} on the validation split of {args.dataset} ({len(labels)} images): loss {metrics['loss']:.4f}, "
-          f"top-1 {100 * metrics['top1']:.2f} %, top-5 {100 * metrics['top5']:.2f} %")
-    files = write_reports(folder, metrics, probs, labels, data.class_names, args.eval_only)
-    print(f"wrote {', '.join(str(p) for p in files)}")
-    return 0

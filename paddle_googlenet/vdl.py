@@ -31,12 +31,21 @@ import shlex
 import numpy as np
 
 from . import vdl_records
+from .charts import chart_label, new_figure, rgb_pixels
+from .files import WriteError, describe_write_failure
+from .reports import confusion_matrix, per_class_top1
 from .vdl_records import displayed_record_file  # public here too: vdl.displayed_record_file
 
-TRAIN_TAGS = ("train/loss", "train/top1", "train/lr", "train/img_per_s")
-AUX_HEAD_TAGS = ("train/loss_aux1", "train/loss_aux2", "train/top1_aux1", "train/top1_aux2")
-VAL_TAGS = ("val/loss", "val/top1", "val/top5")
+# The scalar curves: a training metric ``name`` is drawn as ``train/<name>``, a validation one as ``val/<name>``.
+TRAIN_METRICS = ("loss", "top1", "lr", "img_per_s")
+AUX_HEAD_METRICS = ("loss_aux1", "loss_aux2", "top1_aux1", "top1_aux2")
+VAL_METRICS = ("loss", "top1", "top5", "loss_ema", "top1_ema", "top5_ema")
+TRAIN_TAGS = tuple(f"train/{name}" for name in TRAIN_METRICS)
+AUX_HEAD_TAGS = tuple(f"train/{name}" for name in AUX_HEAD_METRICS)
+VAL_TAGS = tuple(f"val/{name}" for name in VAL_METRICS[:3])
 SCALAR_TAGS = TRAIN_TAGS + AUX_HEAD_TAGS + VAL_TAGS
+TRAIN_IMAGES_TAG = "train/images"
+BEST_TOP1 = "val/best_top1"  # the run's summary metric in the hyper-parameter table
 PER_CLASS_TOP1_TAG = "val/per_class_top1"
 ALL_CLASSES_PR_TAG = "val_pr/all_classes"
 CLASS_PR_PREFIX = "val_pr_class/"
@@ -74,15 +83,6 @@ def pr_curve_tag(index, class_name, num_classes):
     width = max(3, len(str(num_classes - 1)))
     slug = re.sub(r"[^0-9A-Za-z]+", "_", class_name).strip("_")
     return f"{CLASS_PR_PREFIX}{index:0{width}d}_{slug}"
-
-
-def per_class_top1(probs, labels, num_classes):
-    """Top-1 accuracy of each class (NaN for a class without samples)."""
-    correct = np.argmax(probs, axis=1) == labels
-    totals = np.bincount(labels, minlength=num_classes)
-    hits = np.bincount(labels, weights=correct, minlength=num_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return hits / totals
 
 
 def pr_curves(scores, positive, num_thresholds=PR_CURVE_THRESHOLDS):
@@ -157,6 +157,15 @@ class TrainingLogger:
             self._writer.add_scalar(tag=tag, value=float(value), step=int(step))
         self._wrote(step)
 
+    def log_train(self, step, metrics):
+        """The training curves of ``metrics`` ({name: value} of ``TRAIN_METRICS`` and ``AUX_HEAD_METRICS``)."""
+        names = TRAIN_METRICS + AUX_HEAD_METRICS
+        self.log_scalars(step, {f"train/{name}": metrics[name] for name in names if name in metrics})
+
+    def log_val(self, step, metrics):
+        """The validation curves of ``metrics`` ({name: value} of ``VAL_METRICS``)."""
+        self.log_scalars(step, {f"val/{name}": metrics[name] for name in VAL_METRICS if name in metrics})
+
     def log_images(self, tag, images_hwc_uint8, step):
         """Show ``images_hwc_uint8`` (equal-size HxWxC uint8 arrays, C = 1 or 3) as one grid image."""
         if not self._writer:
@@ -176,7 +185,7 @@ class TrainingLogger:
         if not self._writer:
             return
         probs, labels = _checked_eval_arrays(probs, labels, class_names)
-        accuracy = per_class_top1(probs, labels, len(class_names))
+        accuracy = per_class_top1(confusion_matrix(labels, np.argmax(probs, axis=1), len(class_names)))
         chart = _per_class_chart(accuracy, class_names, step)
         self._writer.add_image(tag=PER_CLASS_TOP1_TAG, img=chart, step=int(step))
         self._write_pr_curves(step, probs, labels, class_names)
@@ -211,7 +220,10 @@ class TrainingLogger:
 
     def _wrote(self, step):
         self._last_step = max(self._last_step, int(step))
-        self._writer.flush()
+        try:
+            self._writer.flush()
+        except OSError as exc:
+            raise WriteError(describe_write_failure(self.file_path, exc)) from None
 
     def _write_pr_curves(self, step, probs, labels, class_names):
         # LogWriter.add_pr_curve calls np.float, removed in NumPy 1.24, so the curves are computed
@@ -298,15 +310,11 @@ def _per_class_chart(accuracy, class_names, step):
 
     Classes without validation samples (NaN) come last, marked "(no samples)".
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     order = np.argsort(np.nan_to_num(accuracy, nan=np.inf), kind="stable")
-    labels = [name + (" (no samples)" if np.isnan(top1) else "") for name, top1 in zip(class_names, accuracy)]
+    labels = [chart_label(name, 40) + (" (no samples)" if np.isnan(top1) else "") for name, top1 in zip(class_names, accuracy)]
     num_columns = -(-len(order) // _CLASSES_PER_CHART_COLUMN)
     rows = -(-len(order) // num_columns)
-    figure = Figure(figsize=(max(6.0, 4.0 * num_columns), 0.17 * rows + 1.0), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure(max(6.0, 4.0 * num_columns), 0.17 * rows + 1.0)
     for column, classes in enumerate(np.array_split(order, num_columns)):
         axes = figure.add_subplot(1, num_columns, column + 1)
         positions = np.arange(len(classes))
@@ -322,8 +330,7 @@ def _per_class_chart(accuracy, class_names, step):
         fontsize=9,
     )
     figure.tight_layout()
-    figure.canvas.draw()
-    return np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+    return rgb_pixels(figure)
 
 
 def _hparam_values(hparams):

@@ -17,7 +17,7 @@ import pytest
 
 from paddle_googlenet.models import get_model, list_models
 from paddle_googlenet.models.summary import count_parameters, markdown_table, total_macs
-from paddle_googlenet.training import UsageError, get_args_parser, resolve_defaults
+from paddle_googlenet.options import UsageError, get_args_parser, resolve, resolve_paths
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -121,7 +121,7 @@ def test_every_command_in_a_shell_block_parses(script, capsys):
         try:
             args = parser_of(script).parse_args(command.words)
             if script == "train.py":
-                resolve_defaults(args)  # the ranges and combinations train.py checks before anything else
+                resolve(resolve_paths(args))  # the combinations train.py checks before anything else
         except (SystemExit, UsageError) as exc:
             pytest.fail(f"{command.doc}: `{command.line}` does not run as written: {exc} {capsys.readouterr().err.strip()}")
 

@@ -87,7 +87,7 @@ def test_opencv_decodes_png_when_paddle_comes_after_the_package(tmp_path):
     cv2.imwrite(str(path), np.full((8, 8, 3), 200, np.uint8))
     setup = ("import paddle_googlenet, paddle\n"
              "from paddle_googlenet.data.transforms import load_image\n"
-             f"returned = load_image({str(path)!r}, 'cv2').tolist()")
+             f"returned = load_image({str(path)!r}).tolist()")
     assert run_fresh(setup)["returned"] == np.full((8, 8, 3), 200).tolist()
 
 

@@ -1,9 +1,9 @@
 """train.py: the legacy schedule and loss, checkpoints, resume, interruption, divergence, data parallelism."""
 
-import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,43 +16,40 @@ from paddle_googlenet.checkpoint import load_checkpoint
 from paddle_googlenet.engine import classification_loss
 from paddle_googlenet.models import GoogLeNetOutputs
 from paddle_googlenet.schedule import TrainingSchedule
-from paddle_googlenet.training import UsageError, get_args_parser, main, resolve_defaults
+from paddle_googlenet.options import get_args_parser, resolve, resolve_paths
+from paddle_googlenet.training import main
 
-from conftest import tiny_args as shared_tiny_args
-from conftest import write_tiny_list_dataset
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, read_metrics, start_script, weights, write_tiny_list_dataset
+from helpers import tiny_args as shared_tiny_args
 
 
 def tiny_args(tiny_lists, output, *extra):
     return shared_tiny_args(tiny_lists, output, "--log-interval", "1", *extra)
 
 
-def read_metrics(output):
-    return [json.loads(line) for line in (Path(output) / "metrics.jsonl").read_text().splitlines()]
+def resolved(*argv):
+    return resolve(resolve_paths(get_args_parser().parse_args(list(argv))))
 
 
 def test_defaults_follow_the_legacy_recipe():
-    args = resolve_defaults(get_args_parser().parse_args(["googlenet"]))
+    args = resolved("googlenet")
     assert (args.epochs, args.batch_size, args.lr, args.momentum, args.weight_decay) == (200, 128, 0.01, 0.9, 5e-4)
     assert (args.lr_decay_rate, args.lr_decay_samples, args.aux_weight, args.image_size) == (0.1, 4_480_000, 0.3, 224)
     assert args.output == os.path.join("output", "googlenet") and args.logdir == os.path.join("output", "googlenet", "vdl")
-    assert resolve_defaults(get_args_parser().parse_args(["resnet"])).lr == 0.1
+    assert resolved("resnet").lr == 0.1
 
 
 def test_digits_decay_after_5_epochs_unless_an_interval_is_given():
-    def resolved(*flags):
-        args = resolve_defaults(get_args_parser().parse_args(["googlenet", "--dataset", "digits", *flags]))
+    def interval(*flags):
+        args = resolved("googlenet", "--dataset", "digits", *flags)
         return args.lr_decay_epochs, args.lr_decay_samples
 
-    assert resolved() == (5, 4_480_000)  # the epochs interval wins in build_optimizer
-    assert resolved("--lr-decay-samples", "1000") == (None, 1000)
-    assert resolved("--lr-decay-epochs", "3") == (3, 4_480_000)
+    assert interval() == (5, None)
+    assert interval("--lr-decay-samples", "1000") == (None, 1000)
+    assert interval("--lr-decay-epochs", "3") == (3, None)
+    assert resolved("googlenet", "--lr-decay-epochs", "3").lr_decay_samples is None  # one interval, never two
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["googlenet", "--lr-decay-samples", "1000", "--lr-decay-epochs", "3"])
-    for flag in ("--lr-decay-samples", "--lr-decay-epochs"):
-        with pytest.raises(UsageError, match="must be positive"):
-            resolved(flag, "0")
 
 
 @pytest.mark.parametrize("batch", [128, 5])
@@ -120,7 +117,7 @@ def test_a_run_writes_metrics_and_self_describing_checkpoints(tiny_lists, tmp_pa
 
 
 def final_weights(output):
-    return {k: v.numpy() for k, v in load_checkpoint(Path(output) / "latest.pdckpt")["model"].items()}
+    return weights(load_checkpoint(Path(output) / "latest.pdckpt"))
 
 
 def test_resume_after_an_epoch_ends_with_the_same_weights(tiny_lists, tmp_path):
@@ -197,6 +194,7 @@ def fresh_buffer_faults(*argv, **env):
     return out[-2], int(out[-1])
 
 
+@pytest.mark.glibc
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_kept_memory_is_reused_without_page_faults():
     took, faults = fresh_buffer_faults("default")
@@ -207,6 +205,7 @@ def test_kept_memory_is_reused_without_page_faults():
     assert took == "False" and faults > 10_000
 
 
+@pytest.mark.glibc
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 @pytest.mark.parametrize("flags, kept", [((), True), (("--system-malloc",), False)])
 def test_train_keeps_freed_memory_unless_told_not_to(tiny_lists, tmp_path, flags, kept):
@@ -222,15 +221,9 @@ def test_resume_of_a_missing_checkpoint_is_a_clear_error(tiny_lists, tmp_path, c
     assert "no such checkpoint" in capsys.readouterr().err
 
 
-def run_train(args, **kwargs):
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
-    )
-
-
 @pytest.mark.slow
 def test_sigterm_saves_latest_and_resume_finishes_the_run(tiny_lists, tmp_path):
-    proc = run_train(tiny_args(tiny_lists, tmp_path, "--epochs", "50"))
+    proc = start_script("train.py", *tiny_args(tiny_lists, tmp_path, "--epochs", "50"))
     for line in proc.stdout:
         if line.startswith("epoch 1/50 step 2/3"):
             proc.send_signal(signal.SIGTERM)
@@ -245,20 +238,69 @@ def test_sigterm_saves_latest_and_resume_finishes_the_run(tiny_lists, tmp_path):
     assert [m["global_step"] for m in read_metrics(tmp_path)] == [3]
 
 
+def launcher_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "OMP_", "MKL_"))}
+
+
+def worker_command(weights_dir, train_args, launcher=()):
+    return [sys.executable, *launcher, str(REPO / "tests" / "dist_worker.py"), str(weights_dir), *train_args]
+
+
+def launcher_logs(folder):
+    return "\n".join(p.read_text() for p in sorted(Path(folder).glob("*")) if p.is_file())
+
+
+def rank_arrays(weights_dir):
+    return {int(path.stem[4:]): dict(np.load(path)) for path in Path(weights_dir).glob("rank*.npz")}
+
+
 def run_worker(tmp_path, name, train_args, nproc=None):
     """tests/dist_worker.py alone (one thread) or under the launcher with ``nproc`` ranks; {rank: npz arrays}."""
-    weights = tmp_path / f"{name}_weights"
-    weights.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "OMP_", "MKL_"))}
+    weights_dir = tmp_path / f"{name}_weights"
+    weights_dir.mkdir()
+    env = launcher_env()
     launcher = [] if nproc is None else ["-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
                                          "--log_dir", str(tmp_path / f"{name}_logs")]
     if nproc is None:
         env["MKL_NUM_THREADS"] = "1"  # as each of two ranks on two cores
-    command = [sys.executable, *launcher, str(REPO / "tests" / "dist_worker.py"), str(weights), *train_args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    logs = "\n".join(p.read_text() for p in sorted((tmp_path / f"{name}_logs").glob("*")) if p.is_file()) if nproc else ""
+    result = subprocess.run(worker_command(weights_dir, train_args, launcher), capture_output=True, text=True,
+                            timeout=600, env=env, cwd=tmp_path)
+    logs = launcher_logs(tmp_path / f"{name}_logs") if nproc else ""
     assert result.returncode == 0, (result.stderr + logs)[-3000:]
-    return {int(path.stem[4:]): dict(np.load(path)) for path in weights.glob("rank*.npz")}
+    return rank_arrays(weights_dir)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_machines_train_as_two_processes_on_one_machine_do(tiny_lists, tmp_path):
+    """Two launchers, one per node (``--nnodes 2 --rank R``) meeting at a master on 127.0.0.1, as on two machines:
+    the run ends with the weights of ``--nproc_per_node 2`` on one node, and only node 0's rank 0 writes."""
+    recipe = ["--dropout", "0", "--aux-dropout", "0", "--epochs", "1", "--ema", "0.9"]
+    local = run_worker(tmp_path, "local", tiny_args(tiny_lists, tmp_path / "local", *recipe), nproc=2)
+    weights_dir, master = tmp_path / "nodes_weights", f"127.0.0.1:{free_port()}"
+    weights_dir.mkdir()
+    nodes = [subprocess.Popen(worker_command(weights_dir, tiny_args(tiny_lists, tmp_path / "nodes", *recipe),
+                                             ["-m", "paddle.distributed.launch", "--master", master, "--nnodes", "2",
+                                              "--rank", str(node), "--nproc_per_node", "1",
+                                              "--log_dir", str(tmp_path / f"node{node}_logs")]),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env={**launcher_env(), "MKL_NUM_THREADS": "1"})  # as each rank of the local run
+             for node in (0, 1)]
+    for node, proc in enumerate(nodes):
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, (err + launcher_logs(tmp_path / f"node{node}_logs"))[-3000:]
+    ranks = rank_arrays(weights_dir)
+    assert sorted(ranks) == [0, 1]
+    for key in local[0]:
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=key)
+        np.testing.assert_array_equal(ranks[0][key], local[0][key], err_msg=key)
+    assert [m["epoch"] for m in read_metrics(tmp_path / "nodes")] == [1]
+    assert read_metrics(tmp_path / "nodes")[0]["train_loss"] == pytest.approx(read_metrics(tmp_path / "local")[0]["train_loss"], rel=1e-6)
 
 
 @pytest.mark.slow
@@ -311,7 +353,7 @@ def test_nproc_spawns_ranks_with_the_launchers_results(tiny_lists, tmp_path):
     assert spawned.stdout.count("curves: visualdl") == 1  # only rank 0 prints
     checkpoint = load_checkpoint(tmp_path / "spawn" / "latest.pdckpt")
     for name, value in checkpoint["model"].items():
-        np.testing.assert_allclose(value.numpy(), ranks[0][f"final/{name}"], rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(value, ranks[0][f"final/{name}"], rtol=1e-5, atol=1e-6, err_msg=name)
     for name, value in checkpoint["ema"]["values"].items():
         np.testing.assert_allclose(value, ranks[0][f"ema/{name}"], rtol=1e-5, atol=1e-6, err_msg=name)
 

@@ -22,6 +22,7 @@ from PIL import Image  # noqa: E402
 from visualdl import LogReader, LogWriter  # noqa: E402
 
 from paddle_googlenet import vdl, vdl_records  # noqa: E402
+from paddle_googlenet.reports import confusion_matrix, per_class_top1  # noqa: E402
 from paddle_googlenet.vdl import TrainingLogger  # noqa: E402
 
 
@@ -180,7 +181,7 @@ def test_per_class_view(tmp_path):
 
 def test_per_class_top1():
     probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0], [0.3, 0.7, 0.0]])
-    accuracy = vdl.per_class_top1(probs, np.array([0, 1, 1, 1]), 3)
+    accuracy = per_class_top1(confusion_matrix(np.array([0, 1, 1, 1]), probs.argmax(axis=1), 3))
     np.testing.assert_allclose(accuracy[:2], [1.0, 2 / 3])
     assert np.isnan(accuracy[2])  # no validation sample of that class
 

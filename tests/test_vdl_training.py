@@ -6,8 +6,6 @@ checkpoint lacks. The curves must still read as one run: x axis the global step,
 no duplicated point.
 """
 
-import contextlib
-import json
 import os
 import shutil
 import signal
@@ -21,11 +19,12 @@ import pytest
 pytest.importorskip("visualdl")
 from visualdl import LogReader  # noqa: E402
 
-from paddle_googlenet import engine, vdl  # noqa: E402
+from paddle_googlenet import vdl  # noqa: E402
 from paddle_googlenet.checkpoint import load_checkpoint  # noqa: E402
 from paddle_googlenet.training import main  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, read_metrics  # noqa: E402
+
 STEPS_PER_EPOCH = 3  # 18 training images of tiny_lists, batch 6
 EPOCHS = 3
 CLASS_NAMES = ["0", "1", "2"]
@@ -33,7 +32,7 @@ VAL_IMAGES = 6
 
 
 def run_args(tiny_lists, output, *extra, model="googlenet"):
-    """tests/test_training.py's tiny run, with a learning rate that decays every epoch so train/lr varies."""
+    """The tiny run of tests/helpers.py, with a learning rate that decays every epoch so train/lr varies."""
     train_list, val_list = tiny_lists
     return [
         model, "--dataset", "list", "--train-list", str(train_list), "--val-list", str(val_list),
@@ -42,42 +41,29 @@ def run_args(tiny_lists, output, *extra, model="googlenet"):
     ]
 
 
-def read_metrics(output):
-    return [json.loads(line) for line in (Path(output) / "metrics.jsonl").read_text().splitlines()]
-
-
 def record_reader(output):
     return LogReader(file_path=vdl.displayed_record_file(str(Path(output) / "vdl")))
 
 
-@contextlib.contextmanager
-def sigterm_after_global_step(step):
-    """Make the training loop send SIGTERM to this process right after it logs ``step``.
+class SigtermAtStep:
+    """A train.py callback that sends SIGTERM to this process right after global step ``step``.
 
     train.py's own handler turns the signal into "checkpoint and stop", as for a SIGTERM from outside.
     """
-    def log_then_signal(state, *args, **kwargs):
-        log_progress(state, *args, **kwargs)
-        if state.global_step == step:
-            os.kill(os.getpid(), signal.SIGTERM)
 
-    log_progress = engine._log_progress
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(engine, "_log_progress", log_then_signal)
-            yield
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, run, state):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
 def googlenet_run(tiny_lists, tmp_path_factory):
     """Output folder of a 3-epoch GoogLeNet run: SIGTERM at global step 2, resumed to epoch 1, then to epoch 3."""
     output = tmp_path_factory.mktemp("runs") / "googlenet"
-    with sigterm_after_global_step(2):
-        assert main(run_args(tiny_lists, output, "--epochs", str(EPOCHS))) == 128 + signal.SIGTERM
+    assert main(run_args(tiny_lists, output, "--epochs", str(EPOCHS)), callbacks=[SigtermAtStep(2)]) == 128 + signal.SIGTERM
     assert load_checkpoint(output / "latest.pdckpt")["train_state"]["step_in_epoch"] == 2  # stopped mid-epoch
     assert main(run_args(tiny_lists, output, "--epochs", "1", "--resume", "auto")) == 0
     assert main(run_args(tiny_lists, output, "--epochs", str(EPOCHS), "--resume", "auto")) == 0

@@ -43,6 +43,15 @@ OXFORD_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 LEGACY_IMAGES_MD5 = "33bfc11892f1e405ca193ae9a9f2a118"  # the archive md5 paddle.v2 expected from Dec 2017
 DOWNLOAD_TIMEOUT = 60  # seconds without data before a download is abandoned
 _IMAGE_MEMBER = re.compile(r"^(?:\./)?jpg/image_\d{5}\.jpg$")
+_NAMES_FILE = Path(__file__).with_name("flowers_names.txt")
+
+
+def flowers_class_names():
+    """The 102 Oxford Flowers category names; list index = 0-based label."""
+    names = _NAMES_FILE.read_text(encoding="utf-8").splitlines()
+    if len(names) != NUM_CLASSES:
+        raise RuntimeError(f"{_NAMES_FILE} should hold {NUM_CLASSES} names, found {len(names)}; reinstall the package")
+    return names
 
 
 def flowers_splits(data_dir=None):

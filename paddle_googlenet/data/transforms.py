@@ -4,35 +4,28 @@ Everything here works on NumPy arrays and needs neither Paddle nor a dataset, so
 rebuild the exact evaluation preprocessing from the ``preprocess`` dict stored in a checkpoint.
 
 Images are HWC ``uint8`` RGB arrays until the last step, which turns them into CHW ``float32``
-normalised with ``(pixel * scale - mean) / std``. Decoding and resizing use OpenCV when it is
-installed (measured 2-2.5 times as fast as Pillow, see ``docs/performance.md``) and Pillow
-otherwise (the two give slightly different pixels); both ignore EXIF orientation tags.
+normalised with ``(pixel * scale - mean) / std`` in the preprocessing's channel order. OpenCV
+decodes and resizes (EXIF orientation tags are ignored). Two preprocessings exist:
+
+* this project's (``make_preprocess``): RGB, pixels scaled to 0..1 and normalised by a mean and
+  standard deviation, short side resized keeping the aspect ratio (bilinear), centre crop;
+* the legacy ``paddle.v2`` inference one (``legacy_preprocess``), for models converted from
+  ``params_pass_N.tar.gz`` archives: BGR, values 0..255, an optional per-channel mean, short side
+  to 256 bicubic *with the legacy resize's width and height swapped* on non-square images
+  (``resize: legacy_swapped``; ``short_side`` is the corrected resize), centre crop 224.
 """
 
-import io
-from pathlib import Path
-
+import cv2
 import numpy as np
-from PIL import Image
-
-try:
-    import cv2
-except ImportError:  # OpenCV is optional: Pillow decodes and resizes in its absence
-    cv2 = None
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_RATIO = 256 / 224  # short side before cropping, relative to the crop (the legacy 256 -> 224)
-BACKENDS = ("cv2", "pil") if cv2 is not None else ("pil",)
-DEFAULT_BACKEND = BACKENDS[0]
-_backend = DEFAULT_BACKEND  # used for decoding and resizing; see set_image_backend
 CHANNEL_ORDERS = ("RGB", "BGR")
+RESIZES = ("short_side", "legacy_swapped")
+LEGACY_FLOWERS_MEAN = (103.94, 116.78, 123.68)  # B, G, R: the mean the later paddle.v2 flowers reader subtracted
 
-_PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
-_CV2_FILTERS = (
-    {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST} if cv2 else {}
-)
-_FLOWERS_NAMES_FILE = Path(__file__).with_name("flowers_names.txt")
+_CV2_FILTERS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"  # markers; entropy-coded data never contains 0xFFD9
 
 
@@ -48,31 +41,12 @@ class ImageReadError(Exception):
         return f"cannot read image {self.path}: {self.reason}"
 
 
-def set_image_backend(backend):
-    """Decode and resize with ``"cv2"`` (OpenCV, the default when installed) or ``"pil"`` (Pillow).
-
-    Loader worker processes forked afterwards inherit the choice.
-    """
-    global _backend
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown image backend {backend!r}; available: {', '.join(BACKENDS)}")
-    _backend = backend
-
-
-def get_image_backend():
-    """The backend ``load_image`` and the transforms use: ``"cv2"`` or ``"pil"``."""
-    return _backend
-
-
-def load_image(path, backend=None):
+def load_image(path):
     """Read an image file as an HWC ``uint8`` RGB array.
 
     Grayscale, palette, alpha (dropped, not composited), CMYK and 16-bit images all come back as
     3-channel 8-bit RGB. Raises ``ImageReadError`` for a missing, empty or undecodable file.
     """
-    backend = backend or _backend
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown image backend {backend!r}; available: {', '.join(BACKENDS)}")
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -82,13 +56,13 @@ def load_image(path, backend=None):
         raise ImageReadError(path, "the file is empty")
     if data.startswith(_JPEG_START) and data.rfind(_JPEG_END) == -1:  # older OpenCV decodes the part it has
         raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
-    image = _decode_cv2(data) if backend == "cv2" else _decode_pil(data)
+    image = _decode(data)
     if image is None:
-        raise ImageReadError(path, f"not a decodable image ({len(data)} bytes, {backend} backend)")
+        raise ImageReadError(path, f"not a decodable image ({len(data)} bytes)")
     return image
 
 
-def _decode_cv2(data):
+def _decode(data):
     flags = cv2.IMREAD_COLOR_RGB if hasattr(cv2, "IMREAD_COLOR_RGB") else cv2.IMREAD_COLOR
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -101,31 +75,18 @@ def _decode_cv2(data):
     return image
 
 
-def _decode_pil(data):
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return _pil_to_rgb_array(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
-
-
-def _pil_to_rgb_array(image):
-    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grey: keep the top 8 bits, as OpenCV does
-        grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode in ("P", "PA", "LA") or "transparency" in image.info:
-        image = image.convert("RGBA")
-    return np.asarray(image.convert("RGB"))
-
-
-def make_preprocess(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize_size=None):
+def make_preprocess(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize_size=None, *, channel_order="RGB",
+                    scale=1 / 255, interpolation="bilinear", resize="short_side"):
     """The preprocessing description stored in checkpoints and export metadata.
 
     Args:
         image_size: side of the square crop fed to the network.
         mean, std: per-channel statistics in ``channel_order`` on the ``pixel * scale`` range.
         resize_size: short side before cropping; default ``round(image_size * 256 / 224)``.
+        channel_order: ``"RGB"``, or ``"BGR"`` as OpenCV-based legacy code fed its models.
+        scale: factor applied to the 0..255 pixel values before the mean is subtracted.
+        interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest"``, for the resize.
+        resize: ``"short_side"`` (aspect ratio kept) or ``"legacy_swapped"`` (``resize_legacy_swapped``).
 
     Returns a plain dict (JSON-serialisable) holding everything inference needs.
     """
@@ -135,15 +96,39 @@ def make_preprocess(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize_siz
         raise ValueError(f"need 1 <= image_size <= resize_size, got image_size={image_size}, resize_size={resize_size}")
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 values each and std > 0, got mean={mean}, std={std}")
+    for name, value, allowed in (("channel_order", channel_order, CHANNEL_ORDERS), ("resize", resize, RESIZES),
+                                 ("interpolation", interpolation, tuple(_CV2_FILTERS))):
+        if value not in allowed:
+            raise ValueError(f"unsupported {name} {value!r}; expected one of {allowed}")
     return {
         "image_size": image_size,
         "resize_size": resize_size,
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
-        "channel_order": "RGB",
-        "scale": 1 / 255,
-        "interpolation": "bilinear",
+        "channel_order": channel_order,
+        "scale": float(scale),
+        "interpolation": interpolation,
+        "resize": resize,
     }
+
+
+def legacy_preprocess(mean=None, corrected_resize=False):
+    """The legacy ``paddle.v2`` ``infer.py`` preprocessing (``load_and_transform(path, 256, 224, False)``).
+
+    BGR, values 0..255 (no scaling, no standard deviation), ``mean`` (B, G, R) subtracted when given
+    (the later flowers reader subtracted ``LEGACY_FLOWERS_MEAN``; the earlier one none), the short
+    side resized to 256 bicubic, with the legacy resize's swapped width and height unless
+    ``corrected_resize``, then the centre 224×224 crop at the floor offsets.
+    """
+    return make_preprocess(224, (0.0, 0.0, 0.0) if mean is None else mean, (1.0, 1.0, 1.0), 256, channel_order="BGR",
+                           scale=1.0, interpolation="bicubic", resize="short_side" if corrected_resize else "legacy_swapped")
+
+
+def short_side_shape(height, width, size):
+    """``(height, width)`` with the shorter side ``size`` and the aspect ratio kept (long side floored)."""
+    if height <= width:
+        return size, max(size, width * size // height)
+    return max(size, height * size // width), size
 
 
 def resize_short_side(image, size, interpolation="bilinear"):
@@ -151,13 +136,24 @@ def resize_short_side(image, size, interpolation="bilinear"):
     height, width = image.shape[:2]
     if min(height, width) == size:
         return image
-    if height <= width:
-        new_height, new_width = size, max(size, int(width * size / height))
+    new_height, new_width = short_side_shape(height, width, size)
+    return cv2.resize(image, (new_width, new_height), interpolation=_CV2_FILTERS[interpolation])
+
+
+def resize_legacy_swapped(image, size, interpolation="bicubic"):
+    """The legacy ``paddle.v2.image.resize_short``, bug included (fixed upstream in July 2018).
+
+    It computed the new height and width as ``resize_short_side`` does (Python 2 floor division) but
+    passed them to ``cv2.resize`` as ``(height, width)`` where OpenCV expects ``(width, height)``: the
+    short side is ``size`` but a non-square image comes out with its aspect ratio inverted (a 500×667
+    photo becomes 341×256 rather than 256×341). Square images are unaffected.
+    """
+    height, width = image.shape[:2]
+    if height > width:
+        new_height, new_width = size * height // width, size
     else:
-        new_height, new_width = max(size, int(height * size / width)), size
-    if _backend == "cv2":
-        return cv2.resize(image, (new_width, new_height), interpolation=_CV2_FILTERS[interpolation])
-    return np.asarray(Image.fromarray(image).resize((new_width, new_height), _PIL_FILTERS[interpolation]))
+        new_height, new_width = size, size * width // height
+    return cv2.resize(image, (new_height, new_width), interpolation=_CV2_FILTERS[interpolation])
 
 
 class Normalize:
@@ -191,12 +187,16 @@ class _Transform:
         self.image_size = int(preprocess["image_size"])
         self.resize_size = int(preprocess["resize_size"])
         self.interpolation = preprocess.get("interpolation", "bilinear")
-        if self.interpolation not in _PIL_FILTERS:
-            raise ValueError(f"unsupported interpolation {self.interpolation!r}; expected one of {tuple(_PIL_FILTERS)}")
+        if self.interpolation not in _CV2_FILTERS:
+            raise ValueError(f"unsupported interpolation {self.interpolation!r}; expected one of {tuple(_CV2_FILTERS)}")
+        resize = preprocess.get("resize", "short_side")  # checkpoints from before the legacy resize have none
+        if resize not in RESIZES:
+            raise ValueError(f"unsupported resize {resize!r}; expected one of {RESIZES}")
+        self.resize = resize_legacy_swapped if resize == "legacy_swapped" else resize_short_side
         self.normalize = Normalize(preprocess)
 
     def _resize(self, image):
-        return resize_short_side(image, self.resize_size, self.interpolation)
+        return self.resize(image, self.resize_size, self.interpolation)
 
     def _crop(self, image, top, left):
         return image[top : top + self.image_size, left : left + self.image_size]
@@ -260,9 +260,19 @@ def denormalize(chw, preprocess):
     return np.ascontiguousarray(hwc)
 
 
-def flowers_class_names():
-    """The 102 Oxford Flowers category names; list index = 0-based label."""
-    names = _FLOWERS_NAMES_FILE.read_text(encoding="utf-8").splitlines()
-    if len(names) != 102:
-        raise RuntimeError(f"{_FLOWERS_NAMES_FILE} should hold 102 names, found {len(names)}; reinstall the package")
-    return names
+def resized_preprocess(preprocess, image_size):
+    """``preprocess`` for another crop size, keeping its resize/crop ratio and everything else."""
+    if image_size is None or image_size == preprocess["image_size"]:
+        return dict(preprocess)
+    ratio = preprocess["resize_size"] / preprocess["image_size"]
+    return dict(preprocess, image_size=int(image_size), resize_size=max(int(image_size), round(image_size * ratio)))
+
+
+def describe_preprocess(preprocess):
+    """A phrase for the log, e.g. ``RGB, (pixels/255 - mean) / std, short side 256 bilinear, centre crop 224``."""
+    scale = "pixels/255" if abs(preprocess["scale"] * 255 - 1) < 1e-9 else f"pixels*{preprocess['scale']:g}"
+    plain = not any(preprocess["mean"]) and all(s == 1 for s in preprocess["std"])
+    values = scale if plain else f"({scale} - {[round(m, 3) for m in preprocess['mean']]}) / {[round(s, 3) for s in preprocess['std']]}"
+    resize = "legacy swapped resize" if preprocess.get("resize") == "legacy_swapped" else "short side"
+    return (f"{preprocess.get('channel_order', 'RGB')}, {values}, {resize} {preprocess['resize_size']} "
+            f"{preprocess.get('interpolation', 'bilinear')}, centre crop {preprocess['image_size']}")

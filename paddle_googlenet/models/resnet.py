@@ -79,13 +79,19 @@ class ResNet(nn.Layer):
 
     Args:
         depth: 18, 34, 50, 101 or 152.
+        blocks: blocks in each of the four stages, instead of the depth's; ``(2, 2, 2, 1)`` with depth 18
+            builds the legacy ResNet-18, for weights converted from its archives (``convert_v2``).
     """
 
-    def __init__(self, depth=50, num_classes=102):
+    def __init__(self, depth=50, num_classes=102, blocks=None):
         super().__init__()
         if depth not in RESNET_CONFIGS:
             raise ValueError(f"ResNet depth must be one of {sorted(RESNET_CONFIGS)}, got {depth}")
         block, counts = RESNET_CONFIGS[depth]
+        if blocks is not None:
+            if len(blocks) != 4 or min(blocks) < 1:
+                raise ValueError(f"blocks needs 4 stage sizes of at least 1, got {blocks}")
+            counts = tuple(int(count) for count in blocks)
         self.stem = nn.Sequential(ConvBN(3, 64, 7, 2, 3), max_pool(3, 2))  # N x 64 x 56 x 56
         stages, in_channels = [], 64
         for index, (channels, count) in enumerate(zip((64, 128, 256, 512), counts)):
