@@ -28,7 +28,9 @@ setup(
     extras_require={
         "cpu": ["paddlepaddle>=2.6.2"],
         "onnx": ["paddle2onnx>=1.2", "onnxruntime>=1.16"],  # python -m paddle_googlenet.export --onnx
-        "test": ["pytest>=7", "paddle2onnx>=1.2", "onnxruntime>=1.16"],
+        "safetensors": ["safetensors>=0.4"],  # export --safetensors, train.py --pretrained *.safetensors
+        "openvino": ["openvino>=2023.1"],  # benchmarks/bench_inference.py's OpenVINO engine
+        "test": ["pytest>=7", "paddle2onnx>=1.2", "onnxruntime>=1.16", "safetensors>=0.4"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from .checkpoint import SUFFIX, ModelRecord, save_checkpoint, weights_checkpoint  # noqa: E402
 from .cli import ArgumentParser, run_main  # noqa: E402
+from .data.lists import read_class_names  # noqa: E402
 from .data.transforms import LEGACY_FLOWERS_MEAN, legacy_preprocess  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .legacy_names import MatchError, check_configs, identify, match_model, placed_weights  # noqa: E402
@@ -72,7 +73,7 @@ def convert(params, model_name, output, labels=None, mean=None, corrected_resize
     and ``corrected_resize`` go into the recorded preprocessing (``legacy_preprocess``).
     """
     output = check_output(output)
-    class_names = read_labels(labels) if labels else None
+    class_names = read_class_names(labels) if labels else None
     archive = read_archive(params)
     match = match_to(model_name, archive.tensors)
     check_configs(match, archive.tensors)
@@ -97,20 +98,6 @@ def check_output(output):
     if not output.parent.is_dir():
         raise ConvertError(f"--output {output}: the folder {output.parent} does not exist; create it first")
     return output
-
-
-def read_labels(path):
-    """Class names from a text file, one per line (trailing empty lines ignored, no empty name in between)."""
-    try:
-        names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConvertError(f"--labels {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
-    while names and not names[-1]:
-        names.pop()
-    if not names or "" in names:
-        where = f"line {names.index('') + 1} is empty" if names else "it is empty"
-        raise ConvertError(f"--labels {path}: {where}; write one class name per line, line 1 for output unit 0")
-    return names
 
 
 def match_to(model_name, tensors):

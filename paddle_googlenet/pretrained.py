@@ -1,9 +1,12 @@
 """Starting a new run from trained weights: ``train.py MODEL --pretrained PATH``.
 
-``PATH`` is a ``train.py`` checkpoint of the same model, or a ``.pdparams`` state dict saved with
-``paddle.save(model.state_dict(), PATH)``, either of this project's model or, for the models whose
-layers match the legacy ones tensor for tensor (ResNet-18/34/50/101/152 and VGG-13/16/19), of the
-same ``paddle.vision.models`` model: their names are mapped by ``vision_names_to_ours``.
+``PATH`` is a checkpoint of the same model (written by ``train.py`` or ``convert_v2``), a ``.pdparams``
+state dict saved with ``paddle.save(model.state_dict(), PATH)`` or a ``.safetensors`` file, holding
+this project's model or, for the models whose layers match the legacy ones tensor for tensor
+(ResNet-18/34/50/101/152 and VGG-13/16/19), the same ``paddle.vision.models`` model: their names are
+mapped by ``vision_names_to_ours``. Every file is read by ``safe_load``, which never runs code from it.
+A checkpoint also says what its weights were trained on (its preprocessing), which the run adopts
+(``training.choose_preprocess``).
 
 Every tensor is loaded where the shapes agree. The classifier layers (the ``Linear`` layers that
 output the class scores: ``fc``, ``aux1.fc2`` and ``aux2.fc2`` in GoogLeNet, ``classifier.fc3`` in

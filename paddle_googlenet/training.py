@@ -37,7 +37,7 @@ from .data import build_datasets, build_loader, data_source, default_preprocess,
 from .data.transforms import describe_preprocess, resized_preprocess
 from .device import Precision, gpu_available, setup_training_process
 from .ema import ModelEMA
-from .engine import Loop, TrainState, evaluate, train_one_epoch
+from .engine import Loop, NonFiniteLoss, TrainState, evaluate, train_one_epoch
 from .evaluation import evaluate_checkpoint
 from .files import WriteError
 from .options import get_args_parser, model_kwargs, resolve, resolve_paths
@@ -107,6 +107,27 @@ def setup(args, callbacks):
     world = distributed.init()
     device = setup_training_process(args.device, keep_memory=not args.system_malloc)
     folder = RunFolder(args.output, args.logdir)
+    resumed_from, resumed = find_run_to_continue(folder, args)
+    starting = read_weights(args.pretrained, args.model) if args.pretrained else None
+    data = build_datasets(data_source(args), choose_preprocess(args, resumed, starting), args.strict_images)
+    record = ModelRecord(args.model, model_kwargs(args, len(data.class_names)), list(data.class_names), data.preprocess)
+    if resumed:
+        check_resumable(resumed, resumed_from, args, record)
+    model, messages = build_model(args, record, starting, device)
+    train_loader = build_loader(data.train, args.batch_size // world, train=True, workers=args.workers, seed=args.seed)
+    val_loader = build_loader(data.val, args.batch_size // world, train=False, workers=args.workers, seed=args.seed)
+    loop, ema = build_loop(args, model, world, len(data.train), len(train_loader), device)
+    state = TrainState(**restore_training(resumed, model, loop.optimizer, loop.scheduler, ema)) if resumed else TrainState()
+    return Run(args, folder, distributed.is_main_process(), device, data, train_loader, val_loader, record, model, loop,
+               ema, state, callbacks, resumed, resumed_from, messages)
+
+
+def find_run_to_continue(folder, args):
+    """``(path, checkpoint)`` that ``--resume`` continues, or ``(None, None)`` for a new run; resolves the flags.
+
+    Fails early, writing nothing, if the folders cannot be written, another run is using them, the
+    checkpoint cannot continue a run, or a new run would replace an earlier one.
+    """
     check_writable(args.output, "--output")
     check_writable(args.logdir, "--logdir")
     if distributed.is_main_process():
@@ -118,25 +139,23 @@ def setup(args, callbacks):
     resolve(args, resumed.get("args", {}) if resumed else None, resumed_from)
     if distributed.is_main_process():
         folder.refuse_earlier_run(resumed is not None or args.overwrite, args.resume == "auto")
-    starting = read_weights(args.pretrained, args.model) if args.pretrained else None
-    data = build_datasets(data_source(args), choose_preprocess(args, resumed, starting), args.strict_images)
-    record = ModelRecord(args.model, model_kwargs(args, len(data.class_names)), list(data.class_names), data.preprocess)
-    if resumed:
-        check_resumable(resumed, resumed_from, args, record)
+    return resumed_from, resumed
+
+
+def build_model(args, record, starting, device):
+    """The run's model: seeded, with its starting weights, CPU-training layers swapped in on the CPU; and the
+    lines that say so."""
     seed_everything(args.seed)
     model = record.build()
-    messages = [f"pretrained: {load_pretrained(model, args.model, data.class_names, starting, args.pretrained)}"] if starting else []
-    if starting and starting.preprocess is not None:
-        messages.append(f"preprocessing: the pretrained weights' own: {describe_preprocess(data.preprocess)}")
+    messages = []
+    if starting is not None:
+        messages.append(f"pretrained: {load_pretrained(model, args.model, record.class_names, starting, args.pretrained)}")
+        if starting.preprocess is not None:
+            messages.append(f"preprocessing: the pretrained weights' own: {describe_preprocess(record.preprocess)}")
     if device == "cpu" and not args.plain_layers:
-        messages.append(f"CPU training layers: {summarize(use_cpu_training_layers(model))} (--plain-layers to train with the plain ones)")
-    per_rank_batch = args.batch_size // world
-    train_loader = build_loader(data.train, per_rank_batch, train=True, workers=args.workers, seed=args.seed)
-    val_loader = build_loader(data.val, per_rank_batch, train=False, workers=args.workers, seed=args.seed)
-    loop, ema = build_loop(args, model, world, len(data.train), len(train_loader), device, callbacks)
-    state = TrainState(**restore_training(resumed, model, loop.optimizer, loop.scheduler, ema)) if resumed else TrainState()
-    return Run(args, folder, distributed.is_main_process(), device, data, train_loader, val_loader, record, model, loop,
-               ema, state, callbacks, resumed, resumed_from, messages)
+        messages.append(f"CPU training layers: {summarize(use_cpu_training_layers(model))} "
+                        "(--plain-layers to train with the plain ones)")
+    return model, messages
 
 
 def choose_preprocess(args, resumed, starting):
@@ -180,7 +199,7 @@ def seed_everything(seed, epoch=None, step=0):
     np.random.seed(value)
 
 
-def build_loop(args, model, world, train_size, steps_per_epoch, device, callbacks):
+def build_loop(args, model, world, train_size, steps_per_epoch, device):
     """The ``engine.Loop`` of the run (optimizer, schedule, precision, settings, observers) and its EMA."""
     optimizer, scheduler = build_optimizer(model, args, train_size, steps_per_epoch)
     ema = ModelEMA(model, args.ema) if args.ema else None
@@ -291,6 +310,9 @@ def train_epoch(run, epoch):
 def evaluate_epoch(run, train_metrics):
     """Evaluate the weights (and their EMA); close the epoch in the state; return the epoch's record and probabilities."""
     metrics, probs, labels = evaluate(run.loop.model, run.val_loader, run.loop.precision)
+    if not np.isfinite(probs).all():
+        raise NonFiniteLoss(f"the model's outputs on the validation images became non-finite after epoch {run.state.epoch + 1} "
+                            f"(the weights diverged). Try a lower --lr (for example half of it); the last checkpoint was left untouched.")
     if run.ema is not None:
         with run.ema.applied():
             ema_metrics, ema_probs, _ = evaluate(run.loop.model, run.val_loader, run.loop.precision)

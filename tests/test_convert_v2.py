@@ -502,9 +502,9 @@ def test_an_existing_output_is_never_replaced_and_checked_first(googlenet_tar, t
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (("--labels", "missing.txt"), "--labels missing.txt: cannot read it"),
+    (("--labels", "missing.txt"), "labels file missing.txt does not exist"),
     (("--labels", "four.txt"), "four.txt names 4 classes but the archive's classifier has 5 outputs"),
-    (("--labels", "gap.txt"), "--labels gap.txt: line 2 is empty"),
+    (("--labels", "gap.txt"), "gap.txt:2: empty class name"),
     (("--output", "model.ckpt"), "a checkpoint file name ends in .pdckpt"),
     (("--output", "no/such/folder/model.pdckpt"), "the folder no/such/folder does not exist"),
 ])
@@ -549,7 +549,7 @@ def test_train_py_starts_from_a_converted_checkpoint_with_its_preprocessing(goog
     checkpoint, _ = googlenet_converted
     lists = write_tiny_list_dataset(tmp_path / "data", classes=CLASSES, per_class=4)
     capsys.readouterr()
-    assert train_main(tiny_args(lists, tmp_path / "run", "--pretrained", checkpoint, epochs=1)) == 0
+    assert train_main(tiny_args(lists, tmp_path / "run", "--pretrained", checkpoint, "--lr", "1e-5", epochs=1)) == 0
     out = capsys.readouterr().out
     assert "pretrained: " in out and "preprocessing: the pretrained weights' own: BGR, pixels*1," in out
     trained = read_record(load_checkpoint(tmp_path / "run" / "latest.pdckpt")).preprocess

@@ -370,3 +370,20 @@ def test_googlenet_learns_the_real_digits(tmp_path):
     assert len(metrics) == 3
     assert max(m["val_top1"] for m in metrics) >= 0.5, [round(m["val_top1"], 3) for m in metrics]
     assert metrics[-1]["train_loss"] < 0.75 * metrics[0]["train_loss"], [round(m["train_loss"], 3) for m in metrics]
+
+
+
+class SpoilWeightsAfterLastStep:
+    """A callback that sets the classifier's bias to infinity after the epoch's last step (after its loss was checked)."""
+
+    def on_step(self, run, state):
+        if state.step_in_epoch == len(run.train_loader):
+            run.model.fc.bias.set_value(np.full(run.model.fc.bias.shape, np.inf, np.float32))
+
+
+def test_weights_that_diverge_before_evaluation_stop_the_run_in_one_line(tiny_lists, tmp_path, capsys):
+    code = main(tiny_args(tiny_lists, tmp_path, "--epochs", "1"), callbacks=[SpoilWeightsAfterLastStep()])
+    err = capsys.readouterr().err
+    assert code == 3 and err.count("\n") == 1, err
+    assert "outputs on the validation images became non-finite after epoch 1" in err and "lower --lr" in err
+    assert not list(tmp_path.glob("*.pdckpt")) and read_metrics(tmp_path) == []
