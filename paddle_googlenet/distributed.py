@@ -2,16 +2,21 @@
 
 import numpy as np
 
-from .runtime import import_paddle
+from .runtime import import_paddle, quiet_stderr
 
 paddle = import_paddle()
 dist = paddle.distributed
 
 
 def init():
-    """Join the process group when started by ``paddle.distributed.launch`` or ``spawn``; return the world size."""
+    """Join the process group when started by ``paddle.distributed.launch`` or ``spawn``; return the world size.
+
+    Paddle's messages while joining (its modified-flags banner, the TCP store's log lines) are held back,
+    and shown only if joining fails.
+    """
     if dist.get_world_size() > 1 and not dist.is_initialized():
-        dist.init_parallel_env()
+        with quiet_stderr():
+            dist.init_parallel_env()
     return dist.get_world_size()
 
 

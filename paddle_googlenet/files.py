@@ -38,6 +38,7 @@ def write_atomically(path, write, exclusive=False, size_hint=None):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it private)
         write(tmp)
         _fsync(tmp)
         if exclusive:
@@ -117,6 +118,12 @@ def _size(path):
         return os.path.getsize(path) or None
     except OSError:
         return None
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path):

@@ -73,10 +73,11 @@ class RunFolder:
         return read_metrics(self.path)
 
     def earlier_run(self):
-        """A phrase describing the run recorded here (checkpoints or metrics), or None."""
+        """A phrase describing the run recorded here (checkpoints or metrics), or another run's curves in the log folder, or None."""
         found, metrics = self.checkpoints(), self.read_metrics()
         if not (found or metrics):
-            return None
+            foreign = [path for path in self._records() if path not in self.leftovers() and os.path.getsize(path) > 0]
+            return f"VisualDL records of another run in {self.logdir}" if foreign else None
         run_args = self._recorded_args()
         what = f"a {run_args.get('model', 'training')} run" + (f" on {run_args['dataset']}" if "dataset" in run_args else "")
         if metrics:
@@ -97,9 +98,15 @@ class RunFolder:
                 f"--output DIR, or replace it with --overwrite (deletes its checkpoints, metrics and VisualDL records)")
 
     def leftovers(self):
-        """Files of a start that ended before its first checkpoint: arguments, VisualDL records, partial writes."""
-        files = [self.path / ARGS_FILE] + [Path(p) for p in record_files(self.logdir)] + self.partial_writes()
+        """Files of a start here that ended before its first checkpoint: its arguments, its VisualDL records (when
+        its arguments name this log folder) and partial writes."""
+        recorded = self._recorded_args()
+        ours = recorded and Path(recorded.get("logdir", "")).resolve() == self.logdir.resolve()
+        files = [self.path / ARGS_FILE] + (self._records() if ours else []) + self.partial_writes()
         return [path for path in files if path.is_file()]
+
+    def _records(self):
+        return [Path(path) for path in record_files(self.logdir)]
 
     def partial_writes(self):
         """Temporary files of writes interrupted by a kill, in both folders."""
@@ -175,8 +182,10 @@ class RunFolder:
         return files
 
     def run_files(self):
-        """Everything a run wrote: checkpoints, metrics, arguments, VisualDL records and partial writes."""
-        return self.checkpoints() + [p for p in (self.path / METRICS_FILE,) if p.is_file()] + self.leftovers()
+        """What ``--overwrite`` removes: checkpoints, metrics, arguments, every VisualDL records file of the log
+        folder and partial writes."""
+        files = self.checkpoints() + [self.path / METRICS_FILE] + self.leftovers() + self._records()
+        return sorted({path for path in files if path.is_file()})
 
     def write_args(self, args):
         write_text_atomically(self.path / ARGS_FILE, json.dumps(dict(args), indent=2) + "\n")

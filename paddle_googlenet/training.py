@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -473,6 +474,9 @@ class StopSignal:
         return self.signum is not None
 
 
+QUIET_RANK_WARNINGS = "ignore:No ccache found:UserWarning"  # Paddle's, printed as each rank imports it
+
+
 def _rank_main(argv):
     return main(argv)
 
@@ -489,7 +493,10 @@ def spawn_ranks(args, argv):
     else:
         paddle.set_device("cpu")  # spawn picks gloo for the CPU
         os.environ["MKL_NUM_THREADS"] = str(max(1, default_thread_count() // args.nproc))  # inherited by the ranks
-    context = paddle.distributed.spawn(_rank_main, args=(argv,), nprocs=args.nproc, join=False)
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), QUIET_RANK_WARNINGS]))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your model will be trained under CPUONLY mode")  # --device says so
+        context = paddle.distributed.spawn(_rank_main, args=(argv,), nprocs=args.nproc, join=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: [os.kill(p.pid, signum) for p in context.processes if p.is_alive()])
     try:
