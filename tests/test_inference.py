@@ -1,6 +1,7 @@
 """infer.py and export: the exported model predicts what the checkpoint predicts; inputs, output formats, errors."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -223,17 +224,18 @@ def test_the_int8_export_predicts_what_the_checkpoint_predicts(int8_export_dir, 
     assert top1_agreement(probs, reference_probs, min_margin=0.2) == 1.0  # a margin over twice atol cannot flip
 
 
-def test_int8_export_command_calibrates_on_the_runs_training_images_by_default(checkpoint, images, tmp_path, capsys):
+def test_int8_export_command_calibrates_on_the_runs_training_images_by_default(checkpoint, images, tmp_path, capfd):
     output = tmp_path / "int8"
     assert export.main([str(checkpoint), "--output", str(output), "--int8", "--calibration-images", "5",
                         "--calibration-algo", "abs_max"]) == 0
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()  # Paddle's own messages (e.g. "New Executor is Running") are held back
+    assert err.splitlines() == [line for line in err.splitlines() if line.startswith("notice: calibrating on 5 image(s) only")], err
     assert "calibrated on 5 of the run's training images (--dataset list), algorithm abs_max" in out and "int8" in out
     assert exported.load_metadata(output)["calibration"] == {
         "source": "the run's training images (--dataset list)", "images": 5, "algorithm": "abs_max"}
-    code, out, err = run_main(capsys, output, images[0], "--device", "gpu")
+    code, out, err = run_main(capfd, output, images[0], "--device", "gpu")
     assert code == 2 and out == "" and err.count("\n") == 1 and "runs on the CPU" in err
-    code, out, err = run_main(capsys, output, images[0], "--json", "--topk", "1")
+    code, out, err = run_main(capfd, output, images[0], "--json", "--topk", "1")
     assert code == 0 and json.loads(out)["topk"][0]["label"] in CLASS_NAMES
 
 
@@ -412,10 +414,11 @@ def test_a_paddle_3_export_is_refused_clearly_where_only_pdmodel_is_readable(exp
         assert exported.program_files(export_dir)[0].name == exported.LEGACY_PROGRAM
 
 
-def test_export_command_and_infer_script(checkpoint, images, tmp_path, capsys):
+def test_export_command_and_infer_script(checkpoint, images, tmp_path, capfd):
     output = tmp_path / "exported72"
     assert export.main([str(checkpoint), "--output", str(output), "--image-size", "72"]) == 0
-    assert f"predict with: python infer.py {output}" in capsys.readouterr().out
+    out, err = capfd.readouterr()
+    assert f"predict with: python infer.py {output}" in out and err == ""  # no message of Paddle's own
     assert exported.load_metadata(output)["preprocess"]["image_size"] == 72
     run = subprocess.run([sys.executable, "infer.py", str(output), images[0], "--json", "--topk", "1"],
                          cwd=REPO, capture_output=True, text=True)
@@ -465,3 +468,24 @@ def test_an_export_never_replaces_an_earlier_one_without_overwrite(checkpoint, t
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
     assert export.main([str(checkpoint), "--output", str(output), "--image-size", "72", "--overwrite"]) == 0
     assert exported.load_metadata(output)["preprocess"]["image_size"] == 72
+
+
+def test_an_export_folder_that_mixes_two_exports_is_one_error_line(export_dir, images, tmp_path, capsys):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(export_dir, mixed)
+    metadata = json.loads((mixed / "metadata.json").read_text())
+    metadata["class_names"] = metadata["class_names"][:2]  # the metadata of another export
+    (mixed / "metadata.json").write_text(json.dumps(metadata))
+    code, out, err = run_main(capsys, mixed, images[0])
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "its program outputs 3 classes but metadata.json names 2" in err
+
+
+def test_json_output_is_valid_utf8_for_a_file_name_that_is_not(export_dir, images, tmp_path):
+    folder = os.fsencode(tmp_path)
+    shutil.copy(images[0], os.path.join(folder, b"caf\xe9.png"))  # a Latin-1 file name
+    run = subprocess.run([sys.executable, "infer.py", str(export_dir), str(tmp_path), "--json"], cwd=REPO,
+                         capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    record = json.loads(run.stdout.decode("utf-8"))  # valid UTF-8 JSON text
+    assert os.fsencode(record["path"]) == os.path.join(folder, b"caf\xe9.png")

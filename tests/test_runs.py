@@ -228,6 +228,7 @@ def test_the_closing_line_and_the_header(tiny_lists, tmp_path, capsys):
     code, out, _ = run(capsys, tiny_args(tiny_lists, tmp_path / "out"))
     assert code == 0
     assert "; 1 epoch of batch 6 at 64px on cpu" in out
+    assert "top1" in out and "top5" not in out  # 3 classes: a top-5 would always be 100 %
     best = max(json.loads(line)["val_top1"] for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines())
     assert out.splitlines()[-1] == f"done: best val top-1 {100 * best:.2f} % at epoch 1 of 1: {tmp_path / 'out' / 'best.pdckpt'}"
 
@@ -238,3 +239,17 @@ def test_classes_and_train_per_class_select_the_data(tmp_path, capsys):
     assert code == 0 and "2 classes; 4 train, 4 val images" in out
     ckpt = load_checkpoint(tmp_path / "out" / "latest.pdckpt")
     assert ckpt["class_names"] == ["2", "0"]
+
+
+def test_weights_of_a_deeper_model_are_loaded_where_they_fit_and_the_rest_is_named(tmp_path):
+    """ResNet-34 weights into a ResNet-18: the report says which tensors this model does not have."""
+    with paddle.LazyGuard():
+        deeper = get_model("resnet34", num_classes=3).state_dict()
+    path = tmp_path / "resnet34.safetensors"
+    from paddle_googlenet.safe_load import save_safetensors
+
+    pytest.importorskip("safetensors")
+    save_safetensors({key: np.zeros(value.shape, np.float32) for key, value in deeper.items()}, path)
+    report = load_pretrained(get_model("resnet18", num_classes=3), "resnet18", ["a", "b", "c"], read_weights(path, "resnet18"), path)
+    ignored = len(deeper) - len(get_model("resnet18", num_classes=3).state_dict())
+    assert f"{ignored} ignored (stages." in report and "tensors this resnet18 does not have" in report
