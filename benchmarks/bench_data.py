@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paddle_googlenet import configure_threads  # noqa: E402
 
@@ -40,6 +41,7 @@ configure_threads()  # before Paddle is imported: it would pin itself to one thr
 from paddle_googlenet.data import transforms  # noqa: E402
 from paddle_googlenet.data.datasets import ImageFileDataset  # noqa: E402
 from paddle_googlenet.data.loader import build_loader  # noqa: E402
+from speed_timing import cpu_model  # noqa: E402
 
 IMAGE_SIZE = 224
 JPEG_SHAPE = (375, 500)  # height, width
@@ -122,6 +124,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best and median are shown")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    load_at_start = os.getloadavg()
 
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -137,13 +140,16 @@ def main(argv=None):
                             "cpu_ms_per_image": float(np.median(cpu_ms)), "runs": list(rates)})
 
     print(f"{args.images} JPEGs {JPEG_SHAPE[1]}x{JPEG_SHAPE[0]} (~{size_kb:.0f} KB, quality {JPEG_QUALITY}), "
-          f"crop {IMAGE_SIZE}, batch {args.batch_size}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"crop {IMAGE_SIZE}, batch {args.batch_size}, {cpu_model()}, {os.cpu_count()} CPUs, load average at the start "
+          f"{load_at_start[0]:.2f}")
     print(f"{'stage':14} {'best img/s':>10} {'median':>8} {'CPU ms/img':>10}")
     for row in results:
         print(f"{row['stage']:14} {row['best']:10.0f} {row['median']:8.0f} {row['cpu_ms_per_image']:10.2f}")
     if args.json:
-        report = {"images": args.images, "image_kb": size_kb, "batch_size": args.batch_size, "cpus": os.cpu_count(),
-                  "load_average": os.getloadavg()[0], "python": platform.python_version(), "results": results}
+        report = {"command": "bench_data.py " + " ".join(sys.argv[1:] if argv is None else argv), "images": args.images,
+                  "image_kb": size_kb, "batch_size": args.batch_size, "cpu": cpu_model(), "cpus": os.cpu_count(),
+                  "load_average_at_start": load_at_start, "load_average": os.getloadavg()[0],
+                  "python": platform.python_version(), "results": results}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -1,18 +1,27 @@
-"""The figures and tables of docs/googlenet.md, generated from the code (and from a run's metrics.jsonl).
+"""The figures and tables of the docs, generated from the code and from committed result files.
 
-    python docs/figures.py            # writes docs/img/inception_module.svg, googlenet.svg, digits_curves.png
-    python docs/figures.py --tables   # prints the Markdown tables that docs/googlenet.md quotes
+    python docs/figures.py            # writes every figure of docs/img/ that is drawn from the code or from docs/data/
+    python docs/figures.py --tables   # prints the Markdown tables that docs/googlenet.md quotes (and §9's run)
 
 The diagrams walk a freshly built ``GoogLeNet`` (its layers, their kernels and channel counts, and
 the output shapes of a 224×224 forward pass), so they change when the code does;
 ``tests/test_docs.py`` checks that the committed SVGs and tables are what this script writes now.
-The training-curve plot reads ``docs/data/digits_metrics.jsonl`` (``--metrics`` for another run)
-and needs matplotlib; the rest needs only the package.
+The pictures need matplotlib (VisualDL installs it):
+
+* ``digits_curves.png``: the quick-start run's ``metrics.jsonl``, committed as
+  ``docs/data/digits_metrics.jsonl`` (``--metrics`` for another run);
+* ``digits_confusion.png``: the confusion matrix that ``train.py --eval-only`` wrote for that run's
+  best checkpoint, committed as ``docs/data/digits_confusion.json`` (``--confusion`` for another),
+  drawn by the same function as the report's ``confusion.png``;
+* ``legacy_resize.png``: what the legacy ``paddle.v2`` resize and this project's resize make of a
+  non-square photo (scikit-learn's sample ``flower.jpg``), through the evaluation transform that
+  ``infer.py`` applies to converted and to trained checkpoints.
 """
 
 import argparse
 import json
 import math
+import re
 import sys
 from html import escape
 from pathlib import Path
@@ -32,8 +41,13 @@ import paddle  # noqa: E402
 
 IMAGE_SIZE = 224
 METRICS_FILE = DOCS / "data" / "digits_metrics.jsonl"
+CONFUSION_FILE = DOCS / "data" / "digits_confusion.json"
+RECIPES_FILE = DOCS / "data" / "digits_recipes.json"  # the reference runs of docs/training.md
+TRANSFER_FILE = DOCS / "data" / "digits_transfer.json"
 IMG = DOCS / "img"
 RUN_COMMAND = "python train.py googlenet --dataset digits"
+EVAL_COMMAND = "python train.py googlenet --dataset digits --eval-only output/googlenet/best.pdckpt"
+SAMPLE_PHOTO = "flower.jpg"  # sklearn.datasets.load_sample_image: a 640×427 photo that ships with scikit-learn
 
 # The four branches of Inception.forward, as (label, colour, attribute names in order).
 BRANCHES = (
@@ -491,6 +505,22 @@ def read_metrics(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def run_table(records):
+    """The run of ``records`` (a ``metrics.jsonl``) epoch by epoch, as googlenet.md §9 shows it."""
+    heads = [suffix for suffix in ("", "_aux1", "_aux2") if f"train_loss{suffix}" in records[0]]
+    names = ", ".join(["main", *(suffix[1:] for suffix in heads[1:])])
+    lines = [
+        f"| Epoch | lr at its end | Train loss ({names}) | Train top-1 ({names}) | Val loss | Val top-1 | Val top-5 | Seconds | img/s |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        losses = ", ".join(f"{r[f'train_loss{s}']:.2f}" for s in heads)
+        top1 = ", ".join(f"{100 * r[f'train_top1{s}']:.1f} %" for s in heads)
+        lines.append(f"| {r['epoch']} | {r['lr']:g} | {losses} | {top1} | {r['val_loss']:.3f} | {100 * r['val_top1']:.1f} % | "
+                     f"{100 * r['val_top5']:.1f} % | {r['seconds']:.0f} | {r['img_per_s']:.0f} |")
+    return "\n".join(lines)
+
+
 def plot_curves(records, out_path, title=RUN_COMMAND):
     """Loss (main and auxiliary heads, train and validation) and accuracy per epoch, as a PNG."""
     import matplotlib
@@ -527,15 +557,155 @@ def plot_curves(records, out_path, title=RUN_COMMAND):
 # --------------------------------------------------------------------------------------------
 
 
-def write_figures(metrics=METRICS_FILE, out_dir=IMG):
+# --------------------------------------------------------------------------------------------
+# Reference runs of docs/training.md (docs/data/digits_recipes.json, docs/data/digits_transfer.json):
+# {"machine": ..., "runs": {name: {"command": ..., "metrics": [metrics.jsonl records]}}}
+
+
+def read_runs(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _top1(value):
+    return f"{100 * value:.2f} %"
+
+
+def recipes_table(document, seeds=(0, 1, 2)):
+    """The legacy recipe against the options beyond it, per seed: last (best) validation top-1, and the EMA's."""
+    runs = document["runs"]
+    lines = ["| seed | legacy recipe: last (best) val top-1 | with the options: last (best) | their EMA, last |",
+             "|---|---:|---:|---:|"]
+    lasts = {"legacy": [], "options": [], "ema": []}
+    for seed in seeds:
+        legacy, options = runs[f"legacy-s{seed}"]["metrics"], runs[f"options-s{seed}"]["metrics"]
+        best_legacy, best_options = (max(r["val_top1"] for r in records) for records in (legacy, options))
+        lasts["legacy"].append(legacy[-1]["val_top1"])
+        lasts["options"].append(options[-1]["val_top1"])
+        lasts["ema"].append(options[-1]["val_top1_ema"])
+        lines.append(f"| {seed} | {_top1(legacy[-1]['val_top1'])} ({_top1(best_legacy)}) | "
+                     f"{_top1(options[-1]['val_top1'])} ({_top1(best_options)}) | {_top1(options[-1]['val_top1_ema'])} |")
+    mean = {key: sum(values) / len(values) for key, values in lasts.items()}
+    lines.append(f"| mean | {_top1(mean['legacy'])} | {_top1(mean['options'])} | {_top1(mean['ema'])} |")
+    return "\n".join(lines)
+
+
+TRANSFER_ROWS = (
+    ("digits59", "from the 0–4 checkpoint"), ("digits59-scratch", "from scratch"),
+    ("digits59-30", "from the 0–4 checkpoint"), ("digits59-scratch-30", "from scratch"),
+    ("digits59-30-lr0.001", "from the 0–4 checkpoint"), ("digits59-scratch-30-lr0.001", "from scratch"),
+)
+
+
+def transfer_table(document):
+    """Fine-tuning on 50 images of the digits 5–9 from the 0–4 checkpoint, against training from scratch."""
+    lines = ["| 50 images of 5–9 | epochs | lr | after epoch 1 | best (epoch) | last |", "|---|---:|---:|---:|---:|---:|"]
+    for name, label in TRANSFER_ROWS:
+        run = document["runs"][name]
+        records, command = run["metrics"], run["command"]
+        decay = re.search(r"--lr-decay-epochs (\S+)", command)
+        epochs = f"{len(records)}" + (f", `--lr-decay-epochs {decay[1]}`" if decay else "")
+        lr = re.search(r"--lr (\S+)", command)
+        best = max(records, key=lambda r: r["val_top1"])
+        lines.append(f"| {label} | {epochs} | {float(lr[1]) if lr else records[0]['lr']:g} | {100 * records[0]['val_top1']:.1f} % | "
+                     f"{100 * best['val_top1']:.1f} % ({best['epoch']}) | {100 * records[-1]['val_top1']:.1f} % |")
+    return "\n".join(lines)
+
+
+# Confusion matrix of the quick start's best checkpoint
+
+
+def read_confusion(path):
+    """``(matrix, class_names)`` of a ``confusion.json`` written by ``train.py --eval-only``."""
+    import numpy as np
+
+    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    return np.asarray(document["matrix"], dtype=np.int64), list(document["class_names"])
+
+
+def plot_confusion(confusion_path, out_path, command=EVAL_COMMAND):
+    """The report's confusion matrix (``reports.plot_confusion``, as ``--eval-only`` draws it), titled by its command."""
+    from paddle_googlenet.reports import per_class_rows, plot_confusion as draw
+
+    matrix, class_names = read_confusion(confusion_path)
+    top1 = matrix.trace() / matrix.sum()
+    figure = draw(matrix, class_names, per_class_rows(matrix, class_names), f"{command}\ntop-1 {100 * top1:.2f} %")
+    figure.savefig(out_path, format="png", metadata={"Software": None})
+
+
+# --------------------------------------------------------------------------------------------
+# The legacy resize against this project's, on a non-square photo
+
+
+def sample_photo():
+    """scikit-learn's sample photo ``flower.jpg`` as an HWC uint8 RGB array (640×427, no download)."""
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image(SAMPLE_PHOTO)
+
+
+def resize_steps(image):
+    """``{"legacy": (resized, crop), "corrected": (resized, crop)}``: the legacy ``paddle.v2`` evaluation
+    geometry (``resize_legacy_swapped``, what a converted checkpoint applies) and ``--corrected-resize``'s
+    (``resize_short_side``), each followed by the evaluation transform's centre crop."""
+    from paddle_googlenet.data.transforms import (
+        EvalTransform,
+        legacy_preprocess,
+        resize_legacy_swapped,
+        resize_short_side,
+    )
+
+    steps = {}
+    for name, resize, corrected in (("legacy", resize_legacy_swapped, False), ("corrected", resize_short_side, True)):
+        preprocess = legacy_preprocess(corrected_resize=corrected)
+        resized = resize(image, preprocess["resize_size"], preprocess["interpolation"])
+        steps[name] = (resized, EvalTransform(preprocess).geometry(image))
+    return steps
+
+
+def plot_legacy_resize(out_path):
+    """The photo, then what each resize and the centre crop make of it, every panel at the same pixel scale."""
+    from paddle_googlenet.charts import new_figure
+
+    image = sample_photo()
+    steps = resize_steps(image)
+    height, width = image.shape[:2]
+    panels = [
+        (image, f"the photo: {width}×{height}"),
+        (steps["legacy"][0], "legacy paddle.v2 resize: {w}×{h}\n(width and height swapped)"),
+        (steps["legacy"][1], "its centre crop {w}×{h}\n(what the legacy model saw)"),
+        (steps["corrected"][0], "--corrected-resize: {w}×{h}\n(short side 256, aspect kept)"),
+        (steps["corrected"][1], "its centre crop {w}×{h}"),
+    ]
+    scale = 1 / 100  # inches per pixel: every panel at the same scale, so the shapes compare
+    widths = [panel.shape[1] for panel, _ in panels]
+    tallest = max(panel.shape[0] for panel, _ in panels)
+    figure = new_figure(scale * (sum(widths) + 40 * len(panels)), scale * tallest + 0.9)
+    grid = figure.add_gridspec(1, len(panels), width_ratios=widths, wspace=0.08)
+    for index, (panel, title) in enumerate(panels):
+        axes = figure.add_subplot(grid[0, index])
+        axes.imshow(panel, extent=(0, panel.shape[1], panel.shape[0], 0))
+        axes.set_xlim(0, panel.shape[1])
+        axes.set_ylim(tallest, 0)  # the same vertical scale in every panel
+        axes.set_axis_off()
+        axes.set_title(title.format(w=panel.shape[1], h=panel.shape[0]), fontsize=8)
+    figure.savefig(out_path, format="png", dpi=100, bbox_inches="tight", pad_inches=0.1, metadata={"Software": None})
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def write_figures(metrics=METRICS_FILE, out_dir=IMG, confusion=CONFUSION_FILE, pictures=True):
+    """Write the diagrams and, with ``pictures`` (matplotlib), the curves, the confusion matrix and the resize picture."""
     out_dir.mkdir(parents=True, exist_ok=True)
     units = traced_units()
     (out_dir / "inception_module.svg").write_text(inception_module_svg(units))
     (out_dir / "googlenet.svg").write_text(googlenet_svg(units))
     written = [out_dir / "inception_module.svg", out_dir / "googlenet.svg"]
-    if metrics is not None:
+    if pictures:
         plot_curves(read_metrics(metrics), out_dir / "digits_curves.png")
-        written.append(out_dir / "digits_curves.png")
+        plot_confusion(confusion, out_dir / "digits_confusion.png")
+        plot_legacy_resize(out_dir / "legacy_resize.png")
+        written += [out_dir / name for name in ("digits_curves.png", "digits_confusion.png", "legacy_resize.png")]
     return written
 
 
@@ -543,6 +713,8 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", action="store_true", help="print the Markdown tables instead of writing figures")
     parser.add_argument("--metrics", type=Path, default=METRICS_FILE, help="metrics.jsonl of the run to plot (default: %(default)s)")
+    parser.add_argument("--confusion", type=Path, default=CONFUSION_FILE,
+                        help="confusion.json of an --eval-only report to draw (default: %(default)s)")
     parser.add_argument("--no-curves", action="store_true", help="write only the two diagrams (no matplotlib needed)")
     parser.add_argument("--out", type=Path, default=IMG, help="folder for the figures (default: %(default)s)")
     return parser
@@ -554,12 +726,16 @@ def main(argv=None):
         units = traced_units()
         for title, table in all_tables(units).items():
             print(f"<!-- {title} -->\n{table}\n")
+        print(f"<!-- run ({args.metrics}) -->\n{run_table(read_metrics(args.metrics))}\n")
+        for title, path, table in (("recipes", RECIPES_FILE, recipes_table), ("transfer", TRANSFER_FILE, transfer_table)):
+            if path.is_file():
+                print(f"<!-- {title} (docs/training.md) -->\n{table(read_runs(path))}\n")
         main_fc, flat_fc, vgg_fc = head_comparison(units)
         print(f"main fc {main_fc:,}; fc on the flattened map {flat_fc:,}; a 4096-wide fc on it {vgg_fc:,}")
         print("reduction arithmetic:", reduction_arithmetic())
         print("depth (layers with weights on the longest path):", depth_with_parameters(units))
         return 0
-    for path in write_figures(None if args.no_curves else args.metrics, args.out):
+    for path in write_figures(args.metrics, args.out, args.confusion, pictures=not args.no_curves):
         print(f"wrote {path}")
     return 0
 

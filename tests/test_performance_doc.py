@@ -130,7 +130,7 @@ def run_facts(data):
     """``(CPU model or None, threads, loads at start or None)`` of a results file."""
     machine = data.get("machine", {})
     threads = machine.get("threads") or data.get("threads") or machine.get("usable_cores") or machine.get("cores") or data.get("cpus")
-    return machine.get("cpu"), int(threads), loads_at_start(data)
+    return machine.get("cpu") or data.get("cpu"), int(threads), loads_at_start(data)
 
 
 def speed_records(name, kind="train"):
