@@ -233,12 +233,13 @@ def write_weights_safetensors(checkpoint_path, export_dir, weights="auto"):
     return path
 
 
+PROG = "python -m paddle_googlenet.export"
+DESCRIPTION = ("Export a checkpoint for Paddle Inference (paddle.jit.save): one input, one output (softmax probabilities), "
+               "with class names and preprocessing in metadata.json.")
+
+
 def get_args_parser():
-    parser = ArgumentParser(
-        prog="python -m paddle_googlenet.export",
-        description="Export a checkpoint for Paddle Inference (paddle.jit.save): one input, "
-        "one output (softmax probabilities), with class names and preprocessing in metadata.json.",
-    )
+    parser = ArgumentParser(prog=PROG, description=DESCRIPTION)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a *.pdckpt file written by train.py or convert_v2")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in DIR")
@@ -271,7 +272,7 @@ def usage_error(args):
 
 
 def main(argv=None):
-    return run_main("python -m paddle_googlenet.export", _command, argv)
+    return run_main(PROG, _command, argv)
 
 
 def _command(argv):

@@ -263,12 +263,12 @@ def format_json(prediction):
     return json_text({"path": prediction.path, "topk": topk})
 
 
+DESCRIPTION = ("Predict the top-k classes, with names, of images, from a checkpoint or an exported model. "
+               "Model, classes and preprocessing come from MODEL_PATH.")
+
+
 def get_args_parser():
-    parser = ArgumentParser(
-        prog="infer.py",
-        description="Predict the top-k classes, with names, of images, from a train.py checkpoint or an exported model. "
-        "Model, classes and preprocessing come from MODEL_PATH.",
-    )
+    parser = ArgumentParser(prog="infer.py", description=DESCRIPTION)
     parser.add_argument("model_path", metavar="MODEL_PATH", help="a *.pdckpt checkpoint, or a folder from python -m paddle_googlenet.export")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (searched recursively) or list files (one image path per line, "

@@ -125,12 +125,12 @@ def _add_run_arguments(parser):
     run.add_argument("--amp", action="store_true", help="mixed precision: float16 (O1) on GPU; on CPU see docs/performance.md")
     run.add_argument("--nproc", type=at_least(1), default=1,
                      help="start N data-parallel processes (paddle.distributed.spawn): on CPU they share the cores, on GPU one per device")
+    run.add_argument("--log-interval", type=at_least(1), default=20, help="print and log training metrics every N steps")
     run.add_argument("--plain-layers", action="store_true",
                      help="train on the CPU with the models' plain Paddle layers (otherwise faster equivalents of the same "
                           "arithmetic are swapped in for training: paddle_googlenet/cpu_training.py)")
     run.add_argument("--system-malloc", action="store_true",
                      help="leave glibc's malloc at its defaults (otherwise freed tensors are kept for reuse, which is faster on CPU)")
-    run.add_argument("--log-interval", type=at_least(1), default=20, help="print and log training metrics every N steps")
 
 
 def _add_output_arguments(parser):

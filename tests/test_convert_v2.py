@@ -352,10 +352,23 @@ def test_infer_and_export_give_the_legacy_predictions(googlenet_converted, googl
     ids, probs = predicted(checkpoint)
     assert ids == list(np.argsort(-legacy, kind="stable")[:5])
     np.testing.assert_allclose(probs, legacy[ids], atol=2e-6)
-    assert export.main([str(checkpoint), "--output", str(tmp_path / "export")]) == 0
+    assert export.main([str(checkpoint), "--output", str(tmp_path / "export"), "--onnx"]) == 0
     exported_ids, exported_probs = predicted(tmp_path / "export")
     assert exported_ids[0] == ids[0]
     np.testing.assert_allclose(exported_probs, legacy[exported_ids], atol=1e-4)
+    onnx_probs = onnx_probabilities(tmp_path / "export", legacy_input(photo))  # the export's preprocessing is the legacy one
+    np.testing.assert_allclose(onnx_probs, legacy, atol=1e-4)
+    assert export.main([str(checkpoint), "--output", str(tmp_path / "int8"), "--int8", "--calibrate", *map(str, images)]) == 0
+    int8_ids, int8_probs = predicted(tmp_path / "int8")
+    assert sorted(int8_ids) == list(range(CLASSES))
+    np.testing.assert_allclose(int8_probs, legacy[int8_ids], atol=0.15)  # int8 rounding, not another preprocessing
+
+
+def onnx_probabilities(export_dir, chw):
+    """The export's model.onnx run by ONNX Runtime on one preprocessed image."""
+    runtime = pytest.importorskip("onnxruntime")
+    session = runtime.InferenceSession(str(export_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: chw[np.newaxis].astype(np.float32)})[0][0]
 
 
 def test_labels_name_the_classes_and_102_classes_get_the_caveat(tmp_path):
