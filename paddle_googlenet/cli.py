@@ -84,6 +84,11 @@ def unit_interval(text):
     return value
 
 
+def notice(message):
+    """A line for the user that is neither a result nor an error: ``notice: MESSAGE`` on stderr."""
+    print(f"notice: {message}", file=sys.stderr, flush=True)
+
+
 def run_main(prog, main, argv=None):
     """Run ``main(argv)`` and return its exit code: a ``UserError`` becomes ``PROG: error: MESSAGE`` and its
     code, and argparse's exits (usage errors, ``--help``) their codes, so calling ``main`` never exits Python."""

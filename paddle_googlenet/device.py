@@ -4,9 +4,9 @@ import contextlib
 import ctypes
 import os
 import platform
-import sys
 
 from . import distributed
+from .cli import notice
 from .errors import UserError
 from .runtime import import_paddle
 
@@ -85,11 +85,8 @@ class Precision:
             self.dtype = "float16"
             self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0**15)
         elif amp and distributed.is_main_process():
-            print(
-                "notice: --amp on CPU: Paddle's dygraph has no bfloat16 convolution kernels, so training stays "
-                "float32 (see docs/performance.md for the fast CPU paths)",
-                file=sys.stderr,
-            )
+            notice("--amp on CPU: Paddle's dygraph has no bfloat16 convolution kernels, so training stays float32 "
+                   "(see docs/performance.md for the fast CPU paths)")
 
     def autocast(self):
         if self.dtype is None:

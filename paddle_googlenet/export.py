@@ -24,7 +24,7 @@ if __name__ == "__main__":  # the command line: let Paddle use every core (befor
 import numpy as np
 
 from .checkpoint import add_weights_argument, build_model, chosen_weights, load_checkpoint, read_record, training_data, weights_of
-from .cli import ArgumentParser, at_least, run_main
+from .cli import ArgumentParser, at_least, notice, run_main
 from .data import DataError, ImageReadError, build_datasets, build_eval_transform, load_image
 from .data.inputs import collect_images
 from .data.transforms import resized_preprocess
@@ -75,12 +75,12 @@ def _preprocessed_batches(readers, preprocess, count, batch_size):
         try:
             arrays.append(transform(read()))
         except ImageReadError as exc:
-            print(f"notice: calibration: skipped {exc}", file=sys.stderr)
+            notice(f"calibration: skipped {exc}")
     if not arrays:
         raise ExportError("none of the calibration images could be read; calibrate on others with --calibrate")
     if len(arrays) < FEW_CALIBRATION_IMAGES:
-        print(f"notice: calibrating on {len(arrays)} image(s) only: int8 ranges from so few may not cover other "
-              f"images; give --calibrate {FEW_CALIBRATION_IMAGES} or more images like the ones to predict", file=sys.stderr)
+        notice(f"calibrating on {len(arrays)} image(s) only: int8 ranges from so few may not cover other images; "
+               f"give --calibrate {FEW_CALIBRATION_IMAGES} or more images like the ones to predict")
     return [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)], len(arrays)
 
 

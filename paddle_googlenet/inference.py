@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import SUFFIX, add_weights_argument, build_model, chosen_weights, load_checkpoint, read_record
-from .cli import ArgumentParser, at_least, run_main
+from .cli import ArgumentParser, at_least, notice, run_main
 from .data.inputs import collect_images
 from .data.transforms import ImageReadError, build_eval_transform, load_image
 from .device import resolve_device
@@ -39,10 +39,6 @@ Prediction.__doc__ = "One image's result: ``topk`` is a list of ``(class_id, lab
 
 class InferenceError(UserError):
     """A model path, input or option that inference cannot use; ``str()`` says what to do."""
-
-
-def notice(message):
-    print(f"notice: {message}", file=sys.stderr)
 
 
 def cpu_has_fast_bfloat16():

@@ -15,10 +15,9 @@ and checks the combinations (``check``). The legacy recipe's values are the defa
 
 import argparse
 import os
-import sys
 
 from . import distributed
-from .cli import ArgumentParser, at_least, non_negative, open_unit, positive, probability, unit_interval
+from .cli import ArgumentParser, notice, at_least, non_negative, open_unit, positive, probability, unit_interval
 from .data import add_data_arguments
 from .data.loader import default_workers
 from .engine import AUX_WEIGHT
@@ -175,6 +174,7 @@ def resolve(args, resumed=None, resumed_from=None):
     given = {name for name in DEFAULTS if getattr(args, name) is not None}
     if resumed is not None:
         _inherit(args, resumed, resumed_from)
+        given |= {name for name in INHERITED if name in resumed}  # the run's own values, None included
     for group in TOGETHER:
         if given & set(group):
             given |= set(group)
@@ -198,7 +198,7 @@ def _inherit(args, recorded, path):
                              f"Leave the flag out to continue with the run's own, or start a new run from its "
                              f"weights with --pretrained {path}")
     if changed:
-        print(f"notice: resuming with {', '.join(changed)}", file=sys.stderr)
+        notice(f"resuming with {', '.join(changed)}")
 
 
 def _flag(name, value):

@@ -18,10 +18,10 @@ its log folder. The rules that keep a user's runs intact:
 import filecmp
 import json
 import os
-import sys
 from pathlib import Path
 
 from .checkpoint import SUFFIX, CheckpointError, epoch_checkpoints, load_checkpoint
+from .cli import notice
 from .errors import UserError
 from .files import append_line, partial_files, write_text_atomically
 from .run_lock import RunLock
@@ -34,10 +34,6 @@ LATEST = f"latest{SUFFIX}"
 
 class OutputError(UserError):
     """The output folder cannot be used as asked; ``str()`` says what to do."""
-
-
-def notice(message):
-    print(f"notice: {message}", file=sys.stderr)
 
 
 def check_writable(folder, flag):

@@ -15,10 +15,10 @@ import fcntl
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 
+from .cli import notice
 from .errors import UserError
 
 LOCK_FILE = ".lock"
@@ -71,8 +71,8 @@ class RunLock:
             os.close(fd)
             raise FolderInUse(self._in_use_message(previous, elsewhere=True))
         if previous:
-            print(f"notice: took over {self.path} from a {previous.get('purpose', 'run')} that ended without releasing "
-                  f"it (PID {previous.get('pid')}, started {previous.get('started')})", file=sys.stderr)
+            notice(f"took over {self.path} from a {previous.get('purpose', 'run')} that ended without releasing it "
+                   f"(PID {previous.get('pid')}, started {previous.get('started')})")
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
                   "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)

@@ -32,7 +32,7 @@ from .checkpoint import (
     training_checkpoint,
     write_epoch_checkpoints,
 )
-from .cli import run_main
+from .cli import notice, run_main
 from .cpu_training import summarize, use_cpu_training_layers
 from .data import build_datasets, build_loader, data_source, default_preprocess, denormalize
 from .data.transforms import describe_preprocess, resized_preprocess
@@ -43,7 +43,7 @@ from .evaluation import evaluate_checkpoint
 from .files import WriteError
 from .options import get_args_parser, model_kwargs, resolve, resolve_paths
 from .pretrained import load_pretrained, read_weights
-from .run_folder import RunFolder, check_writable, notice
+from .run_folder import RunFolder, check_writable
 from .runtime import default_thread_count, import_paddle
 from .schedule import TrainingSchedule
 from .vdl import BEST_TOP1, TRAIN_IMAGES_TAG, TrainingLogger, open_command

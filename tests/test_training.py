@@ -52,6 +52,14 @@ def test_digits_decay_after_5_epochs_unless_an_interval_is_given():
         get_args_parser().parse_args(["googlenet", "--lr-decay-samples", "1000", "--lr-decay-epochs", "3"])
 
 
+def test_a_resumed_run_keeps_its_own_recipe_even_where_it_left_a_flag_unset():
+    run = resolved("googlenet", "--dataset", "digits", "--lr-decay-samples", "1000", "--lr", "0.05")
+    recorded = vars(run)
+    resumed = resolve(resolve_paths(get_args_parser().parse_args(["googlenet", "--dataset", "digits", "--resume", "auto"])),
+                      recorded, "latest.pdckpt")
+    assert (resumed.lr_decay_samples, resumed.lr_decay_epochs, resumed.lr) == (1000, None, 0.05)  # not digits' 5 epochs
+
+
 @pytest.mark.parametrize("batch", [128, 5])
 def test_discexp_schedule_matches_the_legacy_formula_at_its_boundaries(batch):
     lr0, rate, decay_samples = 0.01, 0.1, 640
