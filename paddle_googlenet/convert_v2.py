@@ -23,6 +23,7 @@ nothing written. The output is checked before the archive is read, and written e
 existing file is never replaced.
 """
 
+import argparse
 import math
 import sys
 from dataclasses import dataclass
@@ -306,7 +307,7 @@ def get_args_parser():
                         help=f"the checkpoint to write (*{SUFFIX}); an existing file is never replaced")
     parser.add_argument("--labels", metavar="FILE",
                         help="class names, one per line, line 1 for output unit 0 (default: the unit numbers 0, 1, ...)")
-    parser.add_argument("--mean", nargs="+", metavar="VALUE",
+    parser.add_argument("--mean", nargs="+", metavar="VALUE", action=MeanAction,
                         help="the per-channel mean B G R the model was trained with, subtracted at inference, or "
                              f"'flowers' for {' '.join(map(str, LEGACY_FLOWERS_MEAN))} (default: none, as infer.py had)")
     parser.add_argument("--corrected-resize", action="store_true",
@@ -315,19 +316,20 @@ def get_args_parser():
     return parser
 
 
-def parse_mean(parser, values):
-    """``--mean``: None, the flowers mean, or three finite numbers (B, G, R); a usage error otherwise."""
-    if values is None:
-        return None
-    if values == ["flowers"]:
-        return LEGACY_FLOWERS_MEAN
-    try:
-        mean = tuple(float(value) for value in values)
-    except ValueError:
-        mean = ()
-    if len(mean) != 3 or not all(map(math.isfinite, mean)):
-        parser.error(f"--mean takes three numbers B G R, or flowers; got {' '.join(values)}")
-    return mean
+class MeanAction(argparse.Action):
+    """``--mean``: the flowers mean, or three finite numbers (B, G, R); a usage error otherwise."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values == ["flowers"]:
+            setattr(namespace, self.dest, LEGACY_FLOWERS_MEAN)
+            return
+        try:
+            mean = tuple(float(value) for value in values)
+        except ValueError:
+            mean = ()
+        if len(mean) != 3 or not all(map(math.isfinite, mean)):
+            parser.error(f"--mean takes three numbers B G R, or flowers; got {' '.join(values)}")
+        setattr(namespace, self.dest, mean)
 
 
 def main(argv=None):
@@ -336,10 +338,8 @@ def main(argv=None):
 
 
 def _command(argv):
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
-    mean = parse_mean(parser, args.mean)
-    conversion = convert(args.params, args.model, args.output, args.labels, mean, args.corrected_resize)
+    args = get_args_parser().parse_args(argv)
+    conversion = convert(args.params, args.model, args.output, args.labels, args.mean, args.corrected_resize)
     print("\n".join(report(conversion)))
     return 0
 

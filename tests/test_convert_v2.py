@@ -514,18 +514,18 @@ def test_an_existing_output_is_never_replaced_and_checked_first(googlenet_tar, t
     assert output.read_bytes() == b"an earlier conversion" and not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (("--labels", "missing.txt"), "labels file missing.txt does not exist"),
-    (("--labels", "four.txt"), "four.txt names 4 classes but the archive's classifier has 5 outputs"),
-    (("--labels", "gap.txt"), "gap.txt:2: empty class name"),
-    (("--output", "model.ckpt"), "a checkpoint file name ends in .pdckpt"),
-    (("--output", "no/such/folder/model.pdckpt"), "the folder no/such/folder does not exist"),
+@pytest.mark.parametrize("option, expected", [
+    ("--labels missing.txt", "labels file missing.txt does not exist"),
+    ("--labels four.txt", "four.txt names 4 classes but the archive's classifier has 5 outputs"),
+    ("--labels gap.txt", "gap.txt:2: empty class name"),
+    ("--output model.ckpt", "a checkpoint file name ends in .pdckpt"),
+    ("--output no/such/folder/model.pdckpt", "the folder no/such/folder does not exist"),
 ])
-def test_bad_options_are_refused_in_one_line(flags, expected, googlenet_tar, tmp_path, monkeypatch):
+def test_bad_options_are_refused_in_one_line(option, expected, googlenet_tar, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("four.txt").write_text("a\nb\nc\nd\n")
     Path("gap.txt").write_text("a\n\nc\nd\ne\n")
-    argv = [googlenet_tar, "googlenet", "--output", "out.pdckpt", *flags]
+    argv = [googlenet_tar, "googlenet", "--output", "out.pdckpt", *option.split()]
     assert_refused(*convert(*argv), tmp_path, expected)
 
 
