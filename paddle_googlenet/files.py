@@ -13,8 +13,8 @@ the file, the reason and, for a full disk, how much space the file needed and ho
 import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import UserError
@@ -35,10 +35,11 @@ def write_atomically(path, write, exclusive=False, size_hint=None):
     ``path`` keeps its old content.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
-    os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it private)
+        tmp = _create_temporary(path)
+    except OSError as exc:  # a folder made read-only, or a disk too full for even an empty file
+        raise WriteError(describe_write_failure(path, exc)) from None
+    try:
         write(tmp)
         _fsync(tmp)
         if exclusive:
@@ -120,10 +121,17 @@ def _size(path):
         return None
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temporary(path):
+    """Create an empty, hidden temporary file beside ``path`` with the permissions ``open()`` would give it
+    (the umask applies; ``tempfile.mkstemp`` would make it private); return its name."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
 
 
 def _fsync(path):

@@ -17,7 +17,7 @@ import argparse
 import os
 
 from . import distributed
-from .cli import ArgumentParser, notice, at_least, non_negative, open_unit, positive, probability, unit_interval
+from .cli import ArgumentParser, at_least, non_negative, notice, open_unit, positive, probability, unit_interval
 from .data import add_data_arguments
 from .data.loader import default_workers
 from .engine import AUX_WEIGHT

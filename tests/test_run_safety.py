@@ -100,6 +100,15 @@ def test_a_write_that_fails_mid_checkpoint_stops_in_one_line_and_leaves_the_fold
     assert [record["epoch"] for record in read_metrics(output)] == [1]
 
 
+def test_a_run_writes_its_files_with_the_permissions_the_umask_allows(tiny_lists, tmp_path):
+    """Written through a temporary file and renamed, yet readable by the group as any other file under umask 027."""
+    output = tmp_path / "run"
+    result = run_script("train.py", *tiny_args(tiny_lists, output, epochs=1), preexec_fn=lambda: os.umask(0o027))
+    assert result.returncode == 0, result.stderr
+    for name in ("epoch_1.pdckpt", "latest.pdckpt", "args.json", "metrics.jsonl"):
+        assert oct((output / name).stat().st_mode & 0o777) == oct(0o640), name
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 120 MB tmpfs (root only): room for one GoogLeNet checkpoint of the tiny run, not two."""
